@@ -1,0 +1,3 @@
+from toolexpander.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Render a task into chat messages: the one prompt for training and evaluation alike.
+
+The output is a list of ``{"role", "content"}`` messages using only the roles
+``system``/``user``/``assistant`` in strict alternation after the system turn, so any chat
+template (SmolLM2, Qwen2.5, Llama 3, Mistral) accepts it. Tools are written into the system
+text as JSON lines inside ``<tools></tools>`` (Tool-N1 style) rather than passed through a
+template's own tool syntax, so the model sees the same prompt whatever template renders it.
+
+Few-shot demonstrations become earlier user/assistant turns: SPEC §1 measured that a 135M
+model follows turn demos and ignores demos pasted into the system text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from toolexpander.data.schema import query_text
+
+PROMPT_STYLES = ("plain", "self_exemplify")
+
+_INTRO = (
+    "You are an expert in composing function calls. You are given a user request and a list of "
+    "functions. Decide which functions to call, if any, and with which arguments.\n\n"
+    "Here are the available functions, one JSON object per line:\n<tools>\n{tools}\n</tools>\n\n"
+)
+
+_FORMAT_PLAIN = (
+    "Answer in exactly this format:\n"
+    "1. First reason step by step inside <think> </think>.\n"
+    "2. Then give the calls as a JSON list inside <tool_call> </tool_call>, for example\n"
+    '<tool_call>[{{"name": "function_name", "arguments": {{"argument": "value"}}}}]</tool_call>\n'
+    "Use several list items for several calls. Give every argument the type its schema asks for. "
+    "If no function fits the request, answer <tool_call>[]</tool_call>."
+)
+
+_FORMAT_SELF_EXEMPLIFY = (
+    "Answer in exactly this format:\n"
+    "1. First think inside <think> </think>. While thinking, write one example of your own: a "
+    "similar request and its correct calls, as\n"
+    '<example>Query: a similar request\nCall: [{{"name": "function_name", "arguments": {{"argument": "value"}}}}]</example>\n'
+    "then analyse what the example teaches about this request.\n"
+    "2. Then give the calls for the real request as a JSON list inside <tool_call> </tool_call>, for example\n"
+    '<tool_call>[{{"name": "function_name", "arguments": {{"argument": "value"}}}}]</tool_call>\n'
+    "Use several list items for several calls. Give every argument the type its schema asks for. "
+    "If no function fits the request, answer <tool_call>[]</tool_call>."
+)
+
+
+def render_tools(tools: Sequence[dict]) -> str:
+    """Tools as JSON lines, keys in a stable order."""
+    return "\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools)
+
+
+def system_prompt(tools: Sequence[dict], style: str = "plain") -> str:
+    """The system text: intro, tools, format rules."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; choose one of {', '.join(PROMPT_STYLES)}")
+    rules = _FORMAT_PLAIN if style == "plain" else _FORMAT_SELF_EXEMPLIFY
+    return _INTRO.format(tools=render_tools(tools)) + rules.format()
+
+
+def render_calls(calls: Sequence[dict]) -> str:
+    """A call list in the target format: ``<tool_call>[...]</tool_call>``."""
+    payload = [{"name": c["name"], "arguments": c["arguments"]} for c in calls]
+    return f"<tool_call>{json.dumps(payload, ensure_ascii=False)}</tool_call>"
+
+
+def default_think(calls: Sequence[dict]) -> str:
+    """A short reasoning line for gold answers that come without one."""
+    if not calls:
+        return "None of the functions fits this request, so I make no call."
+    names = ", ".join(dict.fromkeys(c["name"] for c in calls))
+    return f"The request is answered by calling {names} with the values the user gave."
+
+
+def render_answer(calls: Sequence[dict], think: str | None = None) -> str:
+    """A complete assistant reply: think block, then the calls."""
+    return f"<think>{think if think is not None else default_think(calls)}</think>\n{render_calls(calls)}"
+
+
+def _context_turn(message: dict) -> dict:
+    """Map a context message to a template-safe role; tool results become user text."""
+    role, content = message["role"], message["content"]
+    if role == "tool":
+        return {"role": "user", "content": f"<tool_response>\n{content}\n</tool_response>"}
+    return {"role": role, "content": content}
+
+
+def _merge_same_role(messages: list[dict]) -> list[dict]:
+    """Join consecutive turns of one role: several templates require strict alternation."""
+    merged: list[dict] = []
+    for message in messages:
+        if merged and merged[-1]["role"] == message["role"]:
+            merged[-1] = {"role": message["role"], "content": merged[-1]["content"] + "\n\n" + message["content"]}
+        else:
+            merged.append(dict(message))
+    return merged
+
+
+def build_messages(task: dict, *, style: str = "plain", demos: Sequence[dict] = ()) -> list[dict]:
+    """The chat messages that pose ``task`` to the model.
+
+    ``demos`` are demonstrations ``{"query": str, "completion": str}`` (see
+    `toolexpander.hard_sampling.demo_bank`), shown as earlier user/assistant turns before
+    the task's own context. The task's own system turns are appended to our system text.
+
+    >>> task = {"messages": [{"role": "user", "content": "Weather in Paris?"}],
+    ...         "tools": [{"name": "get_weather", "parameters": {"type": "object"}}]}
+    >>> [m["role"] for m in build_messages(task, demos=[{"query": "q", "completion": "c"}])]
+    ['system', 'user', 'assistant', 'user']
+    """
+    own_system = [m["content"] for m in task["messages"] if m["role"] == "system"]
+    system = "\n\n".join([system_prompt(task["tools"], style), *own_system])
+    turns: list[dict] = []
+    for demo in demos:
+        turns += [{"role": "user", "content": demo["query"]}, {"role": "assistant", "content": demo["completion"]}]
+    turns += [_context_turn(m) for m in task["messages"] if m["role"] != "system"]
+    return [{"role": "system", "content": system}, *_merge_same_role(turns)]
+
+
+def gold_demo(task: dict, think: str | None = None) -> dict:
+    """A demonstration made from a task's gold answer."""
+    return {"query": query_text(task), "completion": render_answer(task["answer"], think)}
