@@ -1,0 +1,156 @@
+"""Configuration of a ToolExpander run: TRL's `GRPOConfig` plus the ToolExpander fields.
+
+Fields by purpose:
+- method: `mode` (which arm of the comparison), `prompt_style`;
+- Dynamic Multi-Round Hard Sampling: `hard_max_correct`, `shots_start`, `shots_step`, `shots_cap`,
+  `fading`, `fade_min_successes`, `demo_sources`, `reroll_all_fail`;
+- Self-Exemplifying Thinking: `self_exemplify_bonus`, `bonus_requires_correct`;
+- schedule: `lr_decay_gamma`, `lr_decay_steps`, `lr_decay_unit`;
+- DAPO-style filtering baseline: `dapo_max_fill_rounds`.
+TRL defaults changed to the paper's (SPEC §1): `num_generations=10`, `beta=0.0`, `epsilon=0.2`,
+`epsilon_high=0.28`, token-level loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+MODES = ("toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only")
+# Which of the two ideas each mode switches on: (hard sampling with demonstrations, self-exemplifying).
+MODE_FEATURES = {
+    "toolexpander": (True, True),
+    "grpo": (False, False),
+    "dapo_filter": (False, False),
+    "hard_sampling_only": (True, False),
+    "self_exemplify_only": (False, True),
+}
+
+
+@dataclass
+class ToolExpanderScriptArguments:
+    """What to train on: the dataset and how to read it."""
+
+    dataset: str = field(
+        default="suite",
+        metadata={"help": "Training data: a JSONL/JSON file, a hub dataset id, or 'suite' for the built-in tool suite."},
+    )
+    dataset_format: str = field(
+        default="auto",
+        metadata={"help": "Format of `dataset` (auto, toolexpander, glaive, toolace, xlam, toolrl, ...)."},
+    )
+    dataset_split: str = field(default="train", metadata={"help": "Split to read from a hub dataset or the suite."})
+    max_train_items: int | None = field(
+        default=None, metadata={"help": "Use only the first N valid items (quick runs)."}
+    )
+    skip_invalid: bool = field(
+        default=False,
+        metadata={"help": "Skip invalid records (reported) instead of stopping with the list of problems."},
+    )
+    build_tiny_model: bool = field(
+        default=False,
+        metadata={"help": "Build a tiny random model at `model_name_or_path` first (tests and the tiny-cpu recipe)."},
+    )
+
+
+@dataclass
+class ToolExpanderConfig(GRPOConfig):
+    """`GRPOConfig` with Dynamic Multi-Round Hard Sampling and Self-Exemplifying Thinking.
+
+    See the module docstring for the fields grouped by purpose, and SPEC §1 for why each default.
+    """
+
+    mode: str = field(
+        default="toolexpander",
+        metadata={"help": f"Training arm: one of {', '.join(MODES)}. All share the same rollout budget."},
+    )
+    prompt_style: str | None = field(
+        default=None,
+        metadata={"help": "plain or self_exemplify; default follows `mode` (self_exemplify when the mode uses it)."},
+    )
+    correctness_reward: str = field(
+        default="tool_n1",
+        metadata={"help": "Binary reward that defines a correct answer (hardness is judged on it, never on bonuses)."},
+    )
+    hard_max_correct: int = field(
+        default=0, metadata={"help": "A group with at most this many correct answers is hard (paper: 0 of G)."}
+    )
+    shots_start: int = field(default=1, metadata={"help": "Demonstrations given the first time an item is hard."})
+    shots_step: int = field(default=1, metadata={"help": "Demonstrations added on each later visit while still hard."})
+    shots_cap: int = field(default=3, metadata={"help": "Most demonstrations an item is ever posed with."})
+    fading: bool = field(
+        default=True,
+        metadata={"help": "Once solved with k demonstrations, pose it with k-1 next time, down to zero-shot."},
+    )
+    fade_min_successes: int = field(
+        default=1, metadata={"help": "Correct answers out of G needed before an item steps down one shot."}
+    )
+    demo_sources: str = field(
+        default="gold,rollouts",
+        metadata={"help": "Comma list of demonstration sources: gold (training answers), rollouts (own correct ones)."},
+    )
+    reroll_all_fail: bool = field(
+        default=False,
+        metadata={
+            "help": "Regenerate the step's batch once with demonstrations for groups that all failed, so a first "
+            "visit is not wasted (costs a second generation on such steps; logged in rollouts/generated)."
+        },
+    )
+    self_exemplify_bonus: float = field(
+        default=0.01, metadata={"help": "Reward bonus for a well-formed self-made example inside <think>."}
+    )
+    bonus_requires_correct: bool = field(
+        default=False, metadata={"help": "Grant the self-exemplify bonus only to correct answers."}
+    )
+    lr_decay_gamma: float = field(
+        default=0.5, metadata={"help": "Exponential decay: lr_t = lr_0 * gamma^(t / lr_decay_steps)."}
+    )
+    lr_decay_steps: float = field(
+        default=100.0, metadata={"help": "Steps (or rounds) over which the learning rate is multiplied by gamma."}
+    )
+    lr_decay_unit: str = field(
+        default="step", metadata={"help": "step: decay every optimizer step; round: decay once per pass over the data."}
+    )
+    dapo_max_fill_rounds: int = field(
+        default=1,
+        metadata={"help": "dapo_filter: extra generation rounds to replace zero-variance groups with fresh prompts."},
+    )
+    # TRL fields whose defaults change (SPEC §1).
+    num_generations: int | None = field(default=10, metadata={"help": "Rollouts per prompt G (the paper uses 10)."})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0 means no reference model (paper)."})
+    epsilon: float = field(default=0.2, metadata={"help": "Lower clipping bound of the ratio."})
+    epsilon_high: float | None = field(default=0.28, metadata={"help": "Upper clipping bound (clip-higher)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        problems = []
+        if self.mode not in MODES:
+            problems.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.prompt_style not in (None, "plain", "self_exemplify"):
+            problems.append(f"prompt_style must be plain or self_exemplify, got {self.prompt_style!r}")
+        if self.lr_decay_unit not in ("step", "round"):
+            problems.append(f"lr_decay_unit must be step or round, got {self.lr_decay_unit!r}")
+        if not 0 < self.lr_decay_gamma <= 1 or self.lr_decay_steps <= 0:
+            problems.append("need 0 < lr_decay_gamma <= 1 and lr_decay_steps > 0")
+        unknown = set(self.demo_source_list) - {"gold", "rollouts"}
+        if unknown or not self.demo_source_list:
+            problems.append(f"demo_sources must be a comma list of gold, rollouts; got {self.demo_sources!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def uses_hard_sampling(self) -> bool:
+        return MODE_FEATURES[self.mode][0]
+
+    @property
+    def uses_self_exemplify(self) -> bool:
+        return MODE_FEATURES[self.mode][1]
+
+    @property
+    def effective_prompt_style(self) -> str:
+        return self.prompt_style or ("self_exemplify" if self.uses_self_exemplify else "plain")
+
+    @property
+    def demo_source_list(self) -> list[str]:
+        return [s.strip() for s in self.demo_sources.split(",") if s.strip()]

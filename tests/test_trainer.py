@@ -1,0 +1,156 @@
+"""The real `ToolExpanderTrainer` on a tiny random model, on CPU: every mode, the hard-sample
+wiring (escalation, fading, re-roll), the files a run writes, bad configs, and SIGKILL + resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from toolexpander.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = str(REPO / "recipes" / "tiny-cpu.yaml")
+HARD_METRICS = ("hard/ratio", "hard/solved_ratio", "hard/demo_share", "hard/mean_shots", "hard/unsolved")
+
+
+def train(tmp_path, tiny_model_dir, *overrides: str) -> Path:
+    out = tmp_path / "run"
+    argv = ["train", "--config", RECIPE, "--model_name_or_path", tiny_model_dir, "--build_tiny_model", "false"]
+    argv += ["--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no", *overrides]
+    assert main(argv) == 0
+    return out
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("mode", ["toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only"])
+def test_every_mode_trains_two_steps_and_logs_its_metrics(tmp_path, tiny_model_dir, mode):
+    out = train(tmp_path, tiny_model_dir, "--mode", mode)
+    metrics = read_jsonl(out / "metrics.jsonl")
+    train_rows = [m for m in metrics if "hard/ratio" in m]
+    assert [m["step"] for m in train_rows] == [1, 2]
+    for row in train_rows:
+        for name in (*HARD_METRICS, "reward/correct", "lr", "reward"):
+            assert name in row, name
+        assert ("reward/bonus" in row) == (mode in ("toolexpander", "self_exemplify_only"))
+    assert train_rows[1]["lr"] < train_rows[0]["lr"]  # exponential decay per step
+    ledger = read_jsonl(out / "hard_samples.jsonl")
+    assert {row["step"] for row in ledger} == {1, 2}
+    assert all(set(row) >= {"id", "step", "round", "shots", "successes"} for row in ledger)
+
+
+def test_hard_items_escalate_to_the_cap(tmp_path, tiny_model_dir):
+    out = train(
+        tmp_path, tiny_model_dir, "--max_steps", "5", "--max_train_items", "2",
+        "--correctness_reward", "tests.scripted_rewards:never_correct", "--shots_cap", "3",
+    )
+    ledger = read_jsonl(out / "hard_samples.jsonl")
+    for item in {row["id"] for row in ledger}:
+        assert [row["shots"] for row in ledger if row["id"] == item] == [0, 1, 2, 3, 3]
+        assert [row["round"] for row in ledger if row["id"] == item] == [0, 1, 2, 3, 4]
+    last = read_jsonl(out / "metrics.jsonl")[-2]  # the last training row (the final one is the summary)
+    assert last["hard/ratio"] == 1.0 and last["hard/unsolved"] == 2 and last["hard/demo_share"] == 1.0
+
+
+def test_baseline_never_shows_demonstrations(tmp_path, tiny_model_dir):
+    out = train(
+        tmp_path, tiny_model_dir, "--mode", "grpo", "--max_steps", "3", "--max_train_items", "2",
+        "--correctness_reward", "tests.scripted_rewards:never_correct",
+    )
+    assert {row["shots"] for row in read_jsonl(out / "hard_samples.jsonl")} == {0}
+
+
+def test_solved_items_fade_back_to_zero_shot(tmp_path, tiny_model_dir):
+    # Correct exactly when demonstrations are shown: 0 shots fails -> 1 shot solves -> back to 0.
+    out = train(
+        tmp_path, tiny_model_dir, "--max_steps", "4", "--max_train_items", "2",
+        "--correctness_reward", "tests.scripted_rewards:correct_with_demos",
+    )
+    ledger = read_jsonl(out / "hard_samples.jsonl")
+    for item in {row["id"] for row in ledger}:
+        rows = [row for row in ledger if row["id"] == item]
+        assert [row["shots"] for row in rows] == [0, 1, 0, 1]
+        assert [row["successes"] for row in rows] == [0, 4, 0, 4]
+
+
+def test_reroll_poses_all_fail_groups_again_in_the_same_step(tmp_path, tiny_model_dir):
+    out = train(
+        tmp_path, tiny_model_dir, "--max_steps", "1", "--max_train_items", "2", "--reroll_all_fail", "true",
+        "--correctness_reward", "tests.scripted_rewards:correct_with_demos",
+    )
+    ledger = read_jsonl(out / "hard_samples.jsonl")
+    assert sorted((row["shots"], row["successes"]) for row in ledger) == [(0, 0), (0, 0), (1, 4), (1, 4)]
+    metrics = read_jsonl(out / "metrics.jsonl")[0]
+    assert metrics["rollouts/rerolled_groups"] == 2
+    assert metrics["rollouts/generated"] == 8  # the mean over both passes of 8 rollouts each
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--no_such_field", "1"], "no_such_field"),
+        (["--num_generations", "3"], "num_generations"),
+        (["--mode", "nonsense"], "mode must be one of"),
+        (["--dataset", "missing/file.jsonl"], "does not exist"),
+    ],
+)
+def test_bad_configs_exit_2_with_a_clear_message(tmp_path, tiny_model_dir, capsys, overrides, message):
+    argv = ["train", "--config", RECIPE, "--model_name_or_path", tiny_model_dir, "--build_tiny_model", "false"]
+    assert exit_code([*argv, "--output_dir", str(tmp_path / "x"), *overrides]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err + captured.out
+
+
+def test_missing_model_path_exits_2(tmp_path, capsys):
+    argv = ["train", "--config", RECIPE, "--model_name_or_path", "./no/such/model", "--build_tiny_model", "false"]
+    assert exit_code([*argv, "--output_dir", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def exit_code(argv: list[str]) -> int:
+    """What the shell would see: `main`'s return value, or the status argparse exits with."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+def _train_subprocess(out: Path, tiny_model_dir: str, *extra: str) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "toolexpander", "train", "--config", RECIPE, "--model_name_or_path", tiny_model_dir,
+            "--build_tiny_model", "false", "--output_dir", str(out), "--max_steps", "6", "--save_steps", "2",
+            "--max_train_items", "4", "--correctness_reward", "tests.scripted_rewards:correct_with_demos", *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_between_checkpoints_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model_dir):
+    reference = tmp_path / "reference"
+    assert _train_subprocess(reference, tiny_model_dir).wait(timeout=300) == 0
+
+    killed = tmp_path / "killed"
+    process = _train_subprocess(killed, tiny_model_dir)
+    ledger = killed / "hard_samples.jsonl"
+    deadline = time.time() + 300
+    # Kill once a checkpoint exists and the ledger already holds rows of the step after it.
+    while time.time() < deadline and process.poll() is None:
+        checkpoints = sorted(int(p.name.split("-")[1]) for p in killed.glob("checkpoint-*"))
+        if checkpoints and ledger.is_file() and any(r["step"] > checkpoints[-1] for r in read_jsonl(ledger)):
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    assert _train_subprocess(killed, tiny_model_dir, "--resume_from_checkpoint", "true").wait(timeout=300) == 0
+
+    assert read_jsonl(killed / "hard_samples.jsonl") == read_jsonl(reference / "hard_samples.jsonl")
+    final = "checkpoint-6/toolexpander_state.json"
+    assert json.loads((killed / final).read_text()) == json.loads((reference / final).read_text())
+    steps = [m["step"] for m in read_jsonl(killed / "metrics.jsonl") if "hard/ratio" in m]
+    assert steps == [1, 2, 3, 4, 5, 6]
