@@ -9,3 +9,8 @@ def never_correct(completions, **kwargs):
 def correct_with_demos(prompts, completions, **kwargs):
     """A rollout is correct iff its prompt carried demonstrations (more than one user turn)."""
     return [float(sum(m["role"] == "user" for m in prompt) > 1) for prompt in prompts]
+
+
+def bonus_on_first_of_group(completions, bonus=0.01, requires_correct=False, num_generations=4, **kwargs):
+    """The bonus for the first rollout of every group of 4, nothing for the others."""
+    return [bonus if i % num_generations == 0 else 0.0 for i in range(len(completions))]

@@ -154,3 +154,30 @@ def test_sigkill_between_checkpoints_then_resume_matches_an_uninterrupted_run(tm
     assert json.loads((killed / final).read_text()) == json.loads((reference / final).read_text())
     steps = [m["step"] for m in read_jsonl(killed / "metrics.jsonl") if "hard/ratio" in m]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("scale_rewards, low, high", [("group", 1.0, 2.0), ("none", 0.005, 0.01)])
+def test_bonus_advantage_depends_on_scale_rewards(tmp_path, tiny_model_dir, monkeypatch, scale_rewards, low, high):
+    """Documents SPEC §1's arithmetic: in a group where every answer is wrong, a 0.01 bonus on one
+    rollout becomes an advantage of about 1.5 with std scaling ("group"), 0.0075 without ("none")."""
+    from tests import scripted_rewards
+    from toolexpander.data.suite import build_suite
+    from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.trainer import trainer as trainer_module
+    from toolexpander.trainer.config import ToolExpanderConfig
+
+    rewards = {"tool_n1": scripted_rewards.never_correct, "self_exemplify": scripted_rewards.bonus_on_first_of_group}
+    monkeypatch.setattr(trainer_module, "get_reward", rewards.__getitem__)
+    config = ToolExpanderConfig(
+        output_dir=str(tmp_path), mode="self_exemplify_only", num_generations=4, per_device_train_batch_size=8,
+        max_completion_length=8, max_steps=1, scale_rewards=scale_rewards, report_to="none", use_cpu=True,
+        save_strategy="no", logging_steps=1,
+    )
+    model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
+    trainer = trainer_module.ToolExpanderTrainer(model, config, build_suite()["train"][:2], processing_class=tokenizer)
+    trainer.train()
+    advantages = list(trainer._logs["advantages"])
+    assert len(advantages) == 8
+    for group in (advantages[:4], advantages[4:]):
+        assert low <= group[0] <= high  # the rollout with the bonus
+        assert all(-high / 3 <= a < 0 for a in group[1:])

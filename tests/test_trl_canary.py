@@ -20,6 +20,7 @@ HOOKED = {
     "_load_optimizer_and_scheduler": ["checkpoint"],
     "create_scheduler": ["num_training_steps", "optimizer"],
     "log": ["logs", "start_time"],
+    "_get_train_sampler": ["dataset"],
 }
 
 

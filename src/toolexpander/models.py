@@ -105,6 +105,9 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype=None, device: str | Non
     except OSError as error:
         raise UserError(f"cannot load model {name_or_path!r}: {error}") from error
     if gguf_file is not None:
+        # The weights are plain float tensors now; drop the GGUF marker so they can be saved.
+        model.hf_quantizer = None
+        model.config.__dict__.pop("quantization_config", None)
         cached = _dequantised_cache(source, gguf_file)
         model.save_pretrained(cached)
         tokenizer.save_pretrained(cached)

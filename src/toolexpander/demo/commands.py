@@ -1,5 +1,26 @@
-"""Subcommands of this sub-package (filled in by its issue)."""
+"""``toolexpander demo [--quick | --preset cpu|gpu] [--out DIR]``."""
+
+from __future__ import annotations
+
+from toolexpander.models import SMOLLM2_HUB_ID
 
 
 def register(subparsers) -> None:
-    """Add this sub-package's subcommands."""
+    from toolexpander.demo.run import PRESETS
+
+    parser = subparsers.add_parser(
+        "demo", help="Train SmolLM2-135M twice (plain GRPO vs ToolExpander) and report zero-shot accuracy."
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="run size (default: cpu)")
+    parser.add_argument("--quick", action="store_const", const="quick", dest="preset", help="same as --preset quick")
+    parser.add_argument("--out", default="runs/demo", help="folder for report.md, results.json and plots")
+    parser.add_argument("--model", default=SMOLLM2_HUB_ID, help="base model: hub id, local folder or .gguf")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=run)
+
+
+def run(args, extra: list[str]) -> int:
+    from toolexpander.demo.run import run_demo
+
+    run_demo(args.preset, args.out, model_name=args.model, seed=args.seed)
+    return 0

@@ -9,7 +9,9 @@ signatures `tests/test_trl_canary.py` pins:
 - `_calculate_rewards(...)`: TRL returns the rewards gathered over all processes; we gather ids,
   shots and completions the same way and hand whole groups to the `HardSampler`;
 - `_save_checkpoint` / `_load_optimizer_and_scheduler`: the hard-sampling state travels with
-  every checkpoint (the same hooks TRL uses for its own entropy-controller state).
+  every checkpoint (the same hooks TRL uses for its own entropy-controller state);
+- `_get_train_sampler`: TRL's sampler draws each epoch's order from one running generator,
+  which a resumed run restarts; we seed it per epoch so a resumed run sees the same order.
 The policy itself (which item gets how many demonstrations) lives in `toolexpander.hard_sampling`.
 """
 
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -106,6 +110,21 @@ def _pad_pair(a: torch.Tensor, b: torch.Tensor, side: str, value) -> tuple[torch
     return widen(a), widen(b)
 
 
+class EpochSeededSampler:
+    """TRL's `RepeatSampler` with its shuffle reseeded to ``seed + epoch`` at every pass."""
+
+    def __init__(self, sampler, seed: int, epoch: Callable[[], int]):
+        self.sampler, self.seed, self.epoch = sampler, seed, epoch
+
+    def __iter__(self):
+        if getattr(self.sampler, "generator", None) is not None:
+            self.sampler.generator.manual_seed(self.seed + self.epoch())
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
 class ToolExpanderTrainer(GRPOTrainer):
     """GRPO with Dynamic Multi-Round Hard Sampling and Self-Exemplifying Thinking.
 
@@ -137,6 +156,12 @@ class ToolExpanderTrainer(GRPOTrainer):
         self._batch_shots: list[int] = []
         self._last_rows: list[dict] = []
         self._fresh_rng = random.Random(args.seed)
+
+    def _get_train_sampler(self, dataset=None):
+        # The epoch a pass starts in; rounding guards against 0.9999... from float step fractions.
+        return EpochSeededSampler(
+            super()._get_train_sampler(dataset), self.args.seed, lambda: math.floor(round(self.state.epoch or 0, 6))
+        )
 
     # -- learning rate: exponential decay per step or per round (pass over the data) ----------
     def create_scheduler(self, num_training_steps: int, optimizer=None):

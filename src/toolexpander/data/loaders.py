@@ -1,0 +1,512 @@
+"""Read tool-calling data in its published formats and turn it into toolexpander records.
+
+`load_records` is the one entry point. It reads a local file (JSON Lines, a JSON array, or
+parquet) or, when the source is not a path, a Hugging Face hub dataset; converts every row with
+the converter of its format; and checks every record with `record_errors`. Nothing is dropped
+silently: a broken line, a row that cannot be converted or an invalid record becomes a
+`Problem` (``PATH:LINE: reason``; LINE is the 1-based line of a JSONL file or the 1-based
+index of a JSON array, parquet file or hub split).
+
+Formats and what their converters decide:
+
+``toolexpander``
+    our records, unchanged.
+``xlam`` (``Salesforce/xlam-function-calling-60k``)
+    ``{id, query, answers, tools}`` with ``answers`` and ``tools`` as JSON strings. xLAM's flat
+    parameter dicts become JSON-schema objects (`flat_params_schema`).
+``toolrl`` (ToolRL's ``rlla_sft.json`` rows ``{instruction, input, output}`` and the verl rows
+    of ``rlla_4k/*.parquet``)
+    the tools are parsed from the ``N. Name: / Description: / Parameters:`` lines of the
+    instruction (which is otherwise dropped: its output format is ToolRL's, not ours). The
+    dialogue history in the input becomes messages: ``<user>`` -> user, ``<tool_call>`` ->
+    assistant (rendered with `render_calls`), ``<obs>`` -> tool, ``<response>`` -> assistant;
+    ``<think>`` blocks are dropped (in the history they are one fixed filler sentence). The
+    answer is the ``<tool_call>`` JSON lines of the output, ``parameters`` renamed
+    ``arguments``. An output with only a ``<response>`` (the model should ask back or answer
+    in words: 54 of the 400 SFT rows) gets the answer ``[]``, "no call", which is what the
+    reward expects when no tool fits; the 5 outputs with calls *and* a response keep the calls.
+    ToolRL's processed API-Bank files (``{system, user, answer, other}``) are benchmarks and
+    go to `toolexpander.data.benchmarks.load_toolrl_apibank`.
+``glaive`` (ShareGPT, e.g. LLaMA-Factory's ``glaive_toolcall_en_demo.json``)
+    ``{conversations, tools}``: human -> user, gpt -> assistant, observation -> tool,
+    function_call -> the gold call; ``tools`` is a JSON string of OpenAI-style schemas.
+``toolace`` (``Team-ACE/ToolACE`` ``data.json``)
+    ``{system, conversations}``: the tool list is the JSON list inside the system text (the rest
+    of that text is ToolACE's own format instruction and is dropped); an assistant turn of the
+    form ``[Func(a="v", n=3), ...]`` is a call list, read by `parse_python_calls`.
+``bfcl``, ``apibank``, ``hammer``
+    evaluation sets, read by `toolexpander.data.benchmarks` (local files only).
+
+Multi-turn dialogues (glaive, toolace) are prepared as Tool-N1 does: one item per assistant
+call turn, with all earlier turns as context (earlier calls as assistant turns in our
+``<tool_call>`` format, tool results as ``tool`` turns); assistant text turns are context only,
+so a dialogue without any call yields no item (that is not a problem). A call turn that
+cannot be used (broken call, a tool that is not offered) becomes a problem whose reason ends
+with ``(item <id>)``; the dialogue's other items are kept.
+
+Record ids are ``<format>-<row id, else the row's 0-based index>``, plus ``-<0-based position
+of the call turn>`` for dialogues (``glaive-17-3``); ``toolexpander`` records keep theirs.
+A source that is not an existing file is a hub dataset id unless it looks like a path
+(a data-file suffix, a leading ``.``, ``/`` or ``~``, or more than one ``/``).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import re
+import tokenize
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from toolexpander.data.schema import REQUIRED_FIELDS, LoadResult, Problem, make_record, record_errors
+from toolexpander.errors import UserError
+from toolexpander.prompts import render_calls
+
+FORMATS = ("auto", "toolexpander", "bfcl", "apibank", "hammer", "toolrl", "glaive", "toolace", "xlam")
+# Formats read by `toolexpander.data.benchmarks` (ToolRL's API-Bank files are found under "toolrl").
+BENCHMARK_FORMATS = ("bfcl", "apibank", "hammer")
+DIALOGUE_FORMATS = ("glaive", "toolace")
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+# A converter turns one source row into records, or into the reason an item could not be built.
+# Its int argument is the row's 0-based index (0-based line in a JSONL file).
+Converter = Callable[[Any, int], Iterator[dict | str]]
+
+
+# ----- small parsing helpers -------------------------------------------------------------------
+
+
+def _loads(text: Any, what: str) -> Any:
+    """``json.loads`` for fields that hold JSON text; a value that is not a string passes as is."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"broken {what} JSON: {error.msg}") from None
+
+
+def _json_values(text: str, what: str) -> list[Any]:
+    """All JSON values written one after another (JSON lines or pretty-printed) in ``text``."""
+    decoder, values, position = json.JSONDecoder(), [], 0
+    text = text.strip()
+    while position < len(text):
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"broken {what} JSON: {error.msg}") from None
+        values.append(value)
+        while position < len(text) and text[position].isspace():
+            position += 1
+    return values
+
+
+def _call(call: Any, arguments_key: str) -> dict:
+    """A source call as ``{"name", "arguments"}``; wrong types are left for `record_errors`."""
+    if not isinstance(call, dict):
+        raise TypeError(f"a call must be a JSON object, got {type(call).__name__}")
+    return {"name": call.get("name"), "arguments": call.get(arguments_key)}
+
+
+def parse_python_calls(text: str) -> list[dict]:
+    """Parse a Python-style call list such as ToolACE's into ``[{"name", "arguments"}, ...]``.
+
+    Function names may hold spaces, dots or hyphens (``[Market API(region="US")]``): `tokenize`
+    finds them outside string literals and they are swapped for placeholders; `ast` then parses
+    the list and `ast.literal_eval` reads each keyword argument, so nothing is ever executed.
+    A bare call without brackets reads as a list of one. Raises ValueError when ``text`` is not
+    such a list (positional arguments included: their names are unknown).
+
+    >>> parse_python_calls('[Market API(region="US", top=3), ping()]')
+    [{'name': 'Market API', 'arguments': {'region': 'US', 'top': 3}}, {'name': 'ping', 'arguments': {}}]
+    """
+    text = text.strip()
+    if not text.startswith("["):
+        text = f"[{text}]"
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError) as error:
+        raise ValueError(f"broken call list: {error.args[0]}") from None
+    line_offsets = [0]
+    for line in text.splitlines(keepends=True):
+        line_offsets.append(line_offsets[-1] + len(line))
+    spans, depth, start, end = [], 0, None, None
+    for token in tokens:
+        op = token.string if token.type == tokenize.OP else None
+        if op in ("(", "[", "{"):
+            if depth == 1 and op == "(":
+                if start is None:
+                    raise ValueError("broken call list: a call has no function name")
+                spans.append((start, end))
+                start = None
+            depth += 1
+        elif op in (")", "]", "}"):
+            depth -= 1
+        elif depth == 1 and op != "," and token.type not in (tokenize.NL, tokenize.NEWLINE):
+            start = start or token.start
+            end = token.end
+    names = {}
+    for index, (start, end) in reversed(list(enumerate(spans))):
+        first = line_offsets[start[0] - 1] + start[1]
+        last = line_offsets[end[0] - 1] + end[1]
+        names[f"_{index}"] = text[first:last]
+        text = text[:first] + f"_{index}" + text[last:]
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as error:
+        raise ValueError(f"broken call list: {error.msg}") from None
+    calls = []
+    for node in tree.elts if isinstance(tree, ast.List) else [tree]:
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names):
+            raise ValueError("broken call list: an item is not a function call")
+        if node.args or any(keyword.arg is None for keyword in node.keywords):
+            raise ValueError(f"broken call list: {names[node.func.id]!r} has positional arguments")
+        arguments = {}
+        for keyword in node.keywords:
+            try:
+                arguments[keyword.arg] = ast.literal_eval(keyword.value)
+            except (ValueError, TypeError, SyntaxError):
+                raise ValueError(f"broken call list: argument {keyword.arg!r} is not a literal") from None
+        calls.append({"name": names[node.func.id], "arguments": arguments})
+    return calls
+
+
+def flat_params_schema(params: Any) -> Any:
+    """xLAM's flat parameter dict ``{p: {type, description, default?}}`` as a JSON-schema object.
+
+    A parameter is required unless its type says ``optional`` (``"int, optional"``) or it has a
+    real default; ``"default": ""`` counts as none, because xLAM and ToolRL write it for
+    parameters that have no default. Each parameter's own dict is kept as published. A value
+    that already is a JSON schema, or is not a dict, is returned unchanged.
+
+    >>> flat_params_schema({"q": {"type": "str", "default": ""}, "n": {"type": "int, optional", "default": 5}})
+    {'type': 'object', 'properties': {'q': {'type': 'str', 'default': ''}, 'n': {'type': 'int, optional', 'default': 5}}, 'required': ['q']}
+    """
+    if not isinstance(params, dict) or isinstance(params.get("type"), str):
+        return params
+
+    def required(spec: Any) -> bool:
+        if not isinstance(spec, dict):
+            return True
+        return "optional" not in str(spec.get("type", "")).lower() and spec.get("default", "") == ""
+
+    return {
+        "type": "object",
+        "properties": params,
+        "required": [name for name, spec in params.items() if required(spec)],
+    }
+
+
+def _flat_tool(tool: Any) -> Any:
+    if isinstance(tool, dict) and "parameters" in tool:
+        return {**tool, "parameters": flat_params_schema(tool["parameters"])}
+    return tool
+
+
+# ----- converters: one source row -> records ---------------------------------------------------
+
+
+def _convert_toolexpander(row: Any, index: int) -> Iterator[dict]:
+    yield row
+
+
+def _convert_xlam(row: dict, index: int) -> Iterator[dict]:
+    tools = [_flat_tool(tool) for tool in _loads(row["tools"], "tools")]
+    answer = [_call(call, "arguments") for call in _loads(row["answers"], "answers")]
+    query = [{"role": "user", "content": row["query"]}]
+    yield make_record(f"xlam-{row.get('id', index)}", query, tools, answer)
+
+
+_TOOLRL_TOOL = re.compile(r"^\d+\. Name: (.*)\nDescription: (.*)\nParameters: (.*)$", re.MULTILINE)
+_TOOLRL_BLOCK = re.compile(r"<(user|think|tool_call|obs|response)>(.*?)</\1>", re.DOTALL)
+_TOOLRL_ROLES = {"user": "user", "obs": "tool", "response": "assistant"}
+
+
+def toolrl_tools(system: str) -> list[dict]:
+    """The tools of a ToolRL system text (``N. Name: / Description: / Parameters: {json}`` lines)."""
+    return [
+        {
+            "name": name.strip(),
+            "description": description.strip(),
+            "parameters": flat_params_schema(_loads(params, "tool parameters")),
+        }
+        for name, description, params in _TOOLRL_TOOL.findall(system)
+    ]
+
+
+def toolrl_calls(text: str) -> list[dict]:
+    """The calls of a ToolRL ``<tool_call>`` body: ``{"name", "parameters"}`` JSON objects."""
+    return [_call(call, "parameters") for call in _json_values(text, "call")]
+
+
+def toolrl_messages(history: str) -> list[dict]:
+    """The turns of a ToolRL dialogue history (``<user>``, ``<tool_call>``, ``<obs>``,
+    ``<response>``; ``<think>`` is dropped) as messages, earlier calls in our format."""
+    messages = []
+    for tag, text in _TOOLRL_BLOCK.findall(history):
+        if tag == "tool_call":
+            messages.append({"role": "assistant", "content": render_calls(toolrl_calls(text))})
+        elif tag in _TOOLRL_ROLES:
+            messages.append({"role": _TOOLRL_ROLES[tag], "content": text.strip()})
+    return messages
+
+
+def _convert_toolrl(row: dict, index: int) -> Iterator[dict]:
+    if "prompt" in row:  # verl RL rows: [system, user] prompt, gold text in reward_model
+        system, history = row["prompt"][0]["content"], row["prompt"][1]["content"]
+        output = row["reward_model"]["ground_truth"]
+    else:
+        system, history, output = row["instruction"], row["input"], row["output"]
+    calls = [toolrl_calls(text) for tag, text in _TOOLRL_BLOCK.findall(output) if tag == "tool_call"]
+    answer = [call for block in calls for call in block]
+    yield make_record(f"toolrl-{index}", toolrl_messages(history), toolrl_tools(system), answer)
+
+
+def _dialogue_items(
+    prefix: str, tools: list, turns: list[tuple[str, str]], parse_calls: Callable[[str], list[dict]]
+) -> Iterator[dict | str]:
+    """Tool-N1's preparation of a dialogue: one item per ``call`` turn, earlier turns as context.
+
+    ``turns`` are ``(role, text)`` with role user/assistant/tool, or ``call`` for a gold call
+    turn whose text ``parse_calls`` reads (ValueError or TypeError when it cannot)."""
+    context: list[dict] = []
+    for position, (role, text) in enumerate(turns):
+        if role != "call":
+            context.append({"role": role, "content": text})
+            continue
+        item_id = f"{prefix}-{position}"
+        try:
+            calls = parse_calls(text)
+        except (ValueError, TypeError) as error:
+            yield f"{error} (item {item_id})"
+            context.append({"role": "assistant", "content": text})
+            continue
+        yield make_record(item_id, list(context), tools, calls)
+        context.append({"role": "assistant", "content": render_calls(calls)})
+
+
+_GLAIVE_ROLES = {"human": "user", "gpt": "assistant", "observation": "tool", "function_call": "call"}
+
+
+def _glaive_calls(text: str) -> list[dict]:
+    call = _loads(text, "call")
+    return [_call(c, "arguments") for c in (call if isinstance(call, list) else [call])]
+
+
+def _dialogue_turns(conversations: list, roles: dict[str, str]) -> list[tuple[str, str]]:
+    turns = []
+    for turn in conversations:
+        if turn["from"] not in roles:
+            raise ValueError(f"unknown turn role {turn['from']!r}")
+        turns.append((roles[turn["from"]], turn["value"]))
+    return turns
+
+
+def _convert_glaive(row: dict, index: int) -> Iterator[dict | str]:
+    tools = _loads(row["tools"], "tools") if row["tools"] != "" else []
+    turns = _dialogue_turns(row["conversations"], _GLAIVE_ROLES)
+    yield from _dialogue_items(f"glaive-{row.get('id', index)}", tools, turns, _glaive_calls)
+
+
+_TOOLACE_ROLES = {"user": "user", "assistant": "assistant", "tool": "tool"}
+
+
+def _embedded_tool_list(text: str) -> list[dict]:
+    """The first JSON list of objects inside ``text`` (ToolACE writes its tools into the system text)."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\[", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, list) and value and all(isinstance(tool, dict) for tool in value):
+            return value
+    raise ValueError("no JSON tool list in the system text")
+
+
+def _convert_toolace(row: dict, index: int) -> Iterator[dict | str]:
+    tools = _embedded_tool_list(row["system"])
+    turns = []
+    for role, text in _dialogue_turns(row["conversations"], _TOOLACE_ROLES):
+        is_call = role == "assistant" and text.strip().startswith("[") and text.strip().endswith("]")
+        turns.append(("call" if is_call else role, text))
+    yield from _dialogue_items(f"toolace-{row.get('id', index)}", tools, turns, parse_python_calls)
+
+
+CONVERTERS: dict[str, Converter] = {
+    "toolexpander": _convert_toolexpander,
+    "toolrl": _convert_toolrl,
+    "glaive": _convert_glaive,
+    "toolace": _convert_toolace,
+    "xlam": _convert_xlam,
+}
+
+
+# ----- reading sources ----------------------------------------------------------------------------
+
+# (line, row, None) for a row that parsed, (line, None, reason) for one that did not.
+Row = tuple[int, Any, str | None]
+
+
+def _read_file(path: str) -> list[Row]:
+    """Rows of a parquet file, a JSON array or a JSON Lines file (told apart by the first character)."""
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq  # comes with datasets; only parquet needs it
+
+        return [(line, row, None) for line, row in enumerate(pq.read_table(path).to_pylist(), 1)]
+    text = Path(path).read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as error:
+            return [(error.lineno, None, f"broken JSON: {error.msg}")]
+        return [(line, row, None) for line, row in enumerate(rows, 1)]
+    rows = []
+    for line, content in enumerate(text.splitlines(), 1):
+        if not content.strip():
+            continue
+        try:
+            rows.append((line, json.loads(content), None))
+        except json.JSONDecodeError as error:
+            rows.append((line, None, f"broken JSON: {error.msg}"))
+    return rows
+
+
+def _read_hub(dataset_id: str, split: str | None) -> list[Row]:
+    import datasets  # heavy; only hub sources need it
+
+    try:
+        dataset = datasets.load_dataset(dataset_id, split=split or "train")
+    except Exception as error:  # the hub client raises many types: offline, gated, unknown id
+        raise UserError(f"cannot load {dataset_id!r} from the Hugging Face hub: {error}") from error
+    return [(line, row, None) for line, row in enumerate(dataset, 1)]
+
+
+def _looks_like_path(source: str) -> bool:
+    """True for what cannot be a hub id (``owner/name`` or ``name``) and so must be a missing file."""
+    return (
+        source.endswith(DATA_SUFFIXES)
+        or source.startswith((".", "/", "~"))
+        or source.count("/") > 1
+        or (os.sep != "/" and os.sep in source)
+    )
+
+
+def _benchmark_format(source: str, is_file: bool) -> str | None:
+    if not is_file:
+        return None
+    from toolexpander.data.benchmarks import detect_benchmark_format
+
+    return detect_benchmark_format(source)
+
+
+def _is_toolrl_apibank(row: Any) -> bool:
+    return isinstance(row, dict) and {"system", "user", "answer"} <= row.keys()
+
+
+def detect_format(row: Any, name: str = "") -> str | None:
+    """The format of a source from its first row's keys, else from a format name in the file name.
+
+    Only the formats converted here are told (ToolRL's API-Bank files count as ``toolrl``);
+    the other benchmark files are recognised by
+    `toolexpander.data.benchmarks.detect_benchmark_format`.
+
+    >>> detect_format({"query": "q", "answers": "[]", "tools": "[]", "id": 0})
+    'xlam'
+    >>> detect_format({"text": "?"}, "data/glaive_toolcall_en_demo.json")
+    'glaive'
+    """
+    keys = row.keys() if isinstance(row, dict) else set()
+    if set(REQUIRED_FIELDS) <= keys:
+        return "toolexpander"
+    if {"query", "answers", "tools"} <= keys and isinstance(row["query"], str):
+        return "xlam"
+    if {"conversations", "tools"} <= keys:
+        return "glaive"
+    if {"conversations", "system"} <= keys:
+        return "toolace"
+    if {"prompt", "reward_model"} <= keys or _is_toolrl_apibank(row):
+        return "toolrl"
+    if {"instruction", "input", "output"} <= keys and _TOOLRL_TOOL.search(str(row["instruction"])):
+        return "toolrl"
+    file_name = os.path.basename(name).lower()
+    return next((candidate for candidate in CONVERTERS if candidate in file_name), None)
+
+
+# ----- the entry point ----------------------------------------------------------------------------
+
+
+def _reason(error: Exception) -> str:
+    return f"missing field {error}" if isinstance(error, KeyError) else str(error)
+
+
+def _convert_rows(rows: list[Row], source: str, format: str) -> LoadResult:
+    convert, result, first_line = CONVERTERS[format], LoadResult(), {}
+    for line, row, error in rows:
+        if error is not None:
+            result.problems.append(Problem(source, line, error))
+            continue
+        try:
+            for item in convert(row, line - 1):
+                if isinstance(item, str):
+                    result.problems.append(Problem(source, line, item))
+                    continue
+                errors = record_errors(item)
+                if not errors and item["id"] in first_line:
+                    errors = [f"duplicate id {item['id']!r}, first at line {first_line[item['id']]}"]
+                if errors:
+                    item_note = f" (item {item['id']})" if format in DIALOGUE_FORMATS else ""
+                    result.problems.append(Problem(source, line, "; ".join(errors) + item_note))
+                    continue
+                first_line[item["id"]] = line
+                result.records.append(item)
+        except (ValueError, LookupError, TypeError) as error:
+            result.problems.append(Problem(source, line, _reason(error)))
+    return result
+
+
+def _load_benchmark(format: str, source: str, is_file: bool) -> LoadResult:
+    if not is_file:
+        raise UserError(f"the {format} format is read from local files only, and {source} is not one")
+    from toolexpander.data.benchmarks import LOADERS
+
+    return LOADERS[format](source)
+
+
+def load_records(source: str, format: str = "auto", *, split: str | None = None) -> LoadResult:
+    """Load ``source`` (a local file, or a hub dataset id read with ``split``, default "train")
+    as records plus the problems of every input that could not be used.
+
+    ``format="auto"`` tries `detect_format` on the first row, then (local files)
+    `toolexpander.data.benchmarks.detect_benchmark_format`, then a format name inside
+    ``source``. Raises UserError for an unknown format, a path that does not exist, or a source
+    whose format cannot be told.
+    """
+    if format not in FORMATS:
+        raise UserError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    if os.path.isdir(source):
+        raise UserError(f"{source} is a folder; pass one data file")
+    is_file = os.path.isfile(source)
+    if not is_file and _looks_like_path(source):
+        raise UserError(f"{source} does not exist")
+    if format in BENCHMARK_FORMATS:
+        return _load_benchmark(format, source, is_file)
+    rows = _read_file(source) if is_file else _read_hub(source, split)
+    first = next((row for _, row, error in rows if error is None), None)
+    if format == "auto":
+        format = detect_format(first) or _benchmark_format(source, is_file) or detect_format(None, source)
+        if format is None and first is None:  # nothing parsed: report the broken lines, if any
+            return LoadResult(problems=[Problem(source, line, error) for line, _, error in rows])
+        if format is None:
+            raise UserError(
+                f"cannot tell the format of {source}; pass --format, one of {', '.join(FORMATS[1:])}"
+            )
+    if format == "toolrl" and _is_toolrl_apibank(first):
+        format = "toolrl_apibank"
+    if format not in CONVERTERS:
+        return _load_benchmark(format, source, is_file)
+    return _convert_rows(rows, source, format)

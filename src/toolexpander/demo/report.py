@@ -1,0 +1,88 @@
+"""The demo's report: ``report.md`` with the accuracy table, and PNG plots from each arm's
+``metrics.jsonl`` (reward, hard ratio, demonstrations in use) and the before/after accuracies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PLOTS = {
+    "reward.png": ("reward/correct", "share of correct rollouts"),
+    "hard_ratio.png": ("hard/ratio", "share of all-fail groups (hard)"),
+    "demo_share.png": ("hard/demo_share", "share of prompts posed with demonstrations"),
+}
+
+
+def _training_rows(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    return [row for row in rows if "hard/ratio" in row]
+
+
+def write_plots(results: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    written = []
+    for filename, (metric, title) in PLOTS.items():
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for arm in results["arms"]:
+            rows = _training_rows(out / arm)
+            ax.plot([r["step"] for r in rows], [r.get(metric) for r in rows], marker="o", label=arm)
+        ax.set(title=title, xlabel="step", ylim=(-0.02, 1.02))
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / filename, dpi=100)
+        plt.close(fig)
+        written.append(filename)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    arms = list(results["arms"])
+    for offset, key in ((-0.2, "accuracy_before"), (0.2, "accuracy_after")):
+        ax.bar([i + offset for i in range(len(arms))], [100 * results["arms"][a][key] for a in arms], width=0.4,
+               label=key.replace("accuracy_", ""))
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set(title="zero-shot accuracy on the test split (%)", ylim=(0, 100))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=100)
+    plt.close(fig)
+    return [*written, "accuracy.png"]
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def write_report(results: dict, out: Path) -> None:
+    plots = write_plots(results, out)
+    preset = results["preset"]
+    splits = list(next(iter(results["arms"].values()))["splits_after"])
+    lines = [
+        "# toolexpander demo",
+        "",
+        f"Model: {results['model']}. Preset `{preset['name']}`: {preset['what_it_shows']}.",
+        (
+            f"Each arm: {preset['steps']} steps x {preset['prompts_per_step']} prompts x "
+            f"{preset['num_generations']} rollouts = {results['rollouts_per_arm']} rollouts "
+            f"on {preset['train_items']} training items."
+        ),
+        "",
+        "Zero-shot accuracy (%), greedy, before -> after training:",
+        "",
+        "| arm | prompt | " + " | ".join(splits) + " | wasted rollouts | train s |",
+        "|---|---|" + "---:|" * len(splits) + "---:|---:|",
+    ]
+    for arm, stats in results["arms"].items():
+        cells = [f"{_pct(stats['splits_before'][s])} -> {_pct(stats['splits_after'][s])}" for s in splits]
+        lines.append(
+            f"| {arm} | {stats['prompt_style']} | " + " | ".join(cells)
+            + f" | {_pct(stats['wasted_rollouts'])} % | {stats['train_seconds']:.0f} |"
+        )
+    lines += ["", "Hard ratio (share of all-fail groups) per round (visit of an item):", ""]
+    for arm, stats in results["arms"].items():
+        per_round = ", ".join(f"round {r}: {_pct(v)} %" for r, v in stats["hard_ratio_per_round"].items())
+        lines.append(f"- {arm}: {per_round or 'no groups'}")
+    lines += ["", *(f"![{name}]({name})" for name in plots), ""]
+    (out / "report.md").write_text("\n".join(lines))
