@@ -1,0 +1,257 @@
+"""``toolexpander eval``: load a benchmark, get completions (from a model or a predictions file),
+score them, write ``items.jsonl`` and ``results.json``, and print a Markdown table.
+
+A benchmark spec (``--bench``) is one of:
+
+- ``bfcl`` (the AST categories of SPEC §3 plus irrelevance and live_irrelevance) or
+  ``bfcl:cat1,cat2`` (any single-turn category, live_relevance included). Data come from the
+  installed ``bfcl_eval`` package unless ``--data-dir`` names a copy of its data folder;
+- ``apibank`` (levels l1 and l2) or ``apibank:l1,l2,l3``; ``--data-dir`` is required (see
+  `toolexpander.evaluation.apibank`);
+- a data file: our JSONL records or any format `toolexpander.data.loaders.load_records` reads
+  (a BFCL or API-Bank file is recognised and scored by its own protocol).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolexpander.data.benchmarks import BFCL_CATEGORIES
+from toolexpander.data.schema import LoadResult, Problem
+from toolexpander.errors import UserError
+from toolexpander.evaluation import apibank, bfcl
+from toolexpander.evaluation.scoring import evaluate_records, markdown_table, protocol
+from toolexpander.prompts import PROMPT_STYLES, build_messages
+
+BACKENDS = ("hf", "vllm")
+
+
+@dataclass
+class EvalConfig:
+    """Options of ``toolexpander eval``. Give exactly one of ``model`` and ``predictions``.
+
+    What to score: ``bench``, ``data_dir``, ``limit``. Where completions come from: ``model``
+    (with ``backend``, ``prompt``, ``max_new_tokens``, ``batch_size``, ``temperature``,
+    ``device``, ``dtype``) or ``predictions``. Where results go: ``out``.
+    """
+
+    bench: str = field(metadata={"help": "bfcl, bfcl:CAT,CAT..., apibank, apibank:l1,l2, or a data file"})
+    model: str | None = field(
+        default=None, metadata={"help": "hub id, local folder or .gguf file to generate with"}
+    )
+    predictions: str | None = field(
+        default=None,
+        metadata={"help": "JSONL of {id, completion} produced elsewhere, scored instead of a model"},
+    )
+    out: str | None = field(default=None, metadata={"help": "folder for items.jsonl and results.json"})
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "benchmark data folder (BFCL: default the bfcl_eval package's data; API-Bank: required)"
+        },
+    )
+    limit: int | None = field(
+        default=None, metadata={"help": "score only the first N items of each category"}
+    )
+    prompt: str = field(default="plain", metadata={"help": f"prompt style: {' or '.join(PROMPT_STYLES)}"})
+    backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm"})
+    max_new_tokens: int = field(default=512, metadata={"help": "generation budget per answer"})
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate call (hf backend)"})
+    temperature: float = field(default=0.0, metadata={"help": "0 is greedy decoding"})
+    device: str | None = field(default=None, metadata={"help": "torch device (default: cuda when available)"})
+    dtype: str | None = field(
+        default=None, metadata={"help": "model dtype, e.g. bfloat16 (default: the checkpoint's)"}
+    )
+
+
+@dataclass
+class Benchmark:
+    """The records of a benchmark run, by category in run order, and the inputs rejected."""
+
+    name: str
+    categories: dict[str, list[dict]]
+    problems: list[Problem]
+
+    def records(self) -> list[dict]:
+        return [record for records in self.categories.values() for record in records]
+
+
+def _split_spec(spec: str) -> tuple[str, list[str]]:
+    name, _, parts = spec.partition(":")
+    return name, [part.strip() for part in parts.split(",") if part.strip()]
+
+
+def _group(result: LoadResult, default_category: str) -> dict[str, list[dict]]:
+    """Records by category; those without one get ``default_category``."""
+    groups: dict[str, list[dict]] = {}
+    for record in result.records:
+        if not record.get("category"):
+            record = {**record, "category": default_category}
+        groups.setdefault(record["category"], []).append(record)
+    return groups
+
+
+def load_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
+    """All records a ``--bench`` spec names (see the module docstring)."""
+    name, parts = _split_spec(spec)
+    if name == "bfcl":
+        unknown = [c for c in parts if c not in BFCL_CATEGORIES]
+        if unknown:
+            raise UserError(
+                f"unknown BFCL category {', '.join(unknown)}; choose from {', '.join(BFCL_CATEGORIES)}"
+            )
+        loaded = bfcl.load_categories(data_dir or bfcl.default_data_dir(), parts or bfcl.DEFAULT_CATEGORIES)
+        problems = [p for result in loaded.values() for p in result.problems]
+        return Benchmark("bfcl", {c: result.records for c, result in loaded.items()}, problems)
+    if name == "apibank":
+        if data_dir is None:
+            raise UserError(f"--bench apibank needs --data-dir. {apibank.CLONE_HINT}")
+        unknown = [level for level in parts if level not in apibank.LEVELS]
+        if unknown:
+            raise UserError(
+                f"unknown API-Bank level {', '.join(unknown)}; choose from {', '.join(apibank.LEVELS)}"
+            )
+        loaded = {level: apibank.load_level(data_dir, level) for level in parts or apibank.DEFAULT_LEVELS}
+        problems = [p for result in loaded.values() for p in result.problems]
+        return Benchmark("apibank", {apibank.category(lv): r.records for lv, r in loaded.items()}, problems)
+    path = Path(spec)
+    if not path.is_file():
+        raise UserError(f"unknown benchmark {spec!r}: not bfcl[:...], apibank[:...] or an existing data file")
+    from toolexpander.data.loaders import load_records
+
+    result = load_records(str(path))
+    return Benchmark(path.stem, _group(result, path.stem), result.problems)
+
+
+def prompt_messages(record: dict, style: str = "plain") -> list[dict]:
+    """The zero-shot chat that poses ``record``; BFCL items show their docs as BFCL does."""
+    if protocol(record) == "bfcl":
+        record = {**record, "tools": bfcl.prompt_tools(record)}
+    return build_messages(record, style=style)
+
+
+def read_predictions(path: str | Path, known_ids: set[str], bench: str = "the benchmark") -> dict[str, str]:
+    """``{id: completion}`` from a JSONL file; unknown or duplicate ids are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"predictions file {path} does not exist")
+    predictions: dict[str, str] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(f"{path}:{number}: not JSON: {error}") from error
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("id"), str)
+                or not isinstance(row.get("completion"), str)
+            ):
+                raise UserError(f"{path}:{number}: each line needs a string 'id' and a string 'completion'")
+            if row["id"] in predictions:
+                raise UserError(f"{path}:{number}: duplicate prediction for id {row['id']!r}")
+            predictions[row["id"]] = row["completion"]
+    unknown = [i for i in predictions if i not in known_ids]
+    if unknown:
+        shown = ", ".join(repr(i) for i in unknown[:5])
+        raise UserError(
+            f"{path}: {len(unknown)} predictions have ids that are not in {bench}: {shown} "
+            "(--bench must name every category the predictions belong to)"
+        )
+    return predictions
+
+
+def generate_for(records: list[dict], config: EvalConfig) -> dict[str, str]:
+    """Completions of ``config.model`` for ``records``, keyed by id."""
+    messages = [prompt_messages(record, config.prompt) for record in records]
+    if config.backend == "vllm":
+        from toolexpander.evaluation.generation import generate_completions_vllm, load_vllm
+
+        texts = generate_completions_vllm(
+            load_vllm(config.model, **({"dtype": config.dtype} if config.dtype else {})),
+            messages,
+            config.max_new_tokens,
+            config.temperature,
+        )
+    else:
+        import torch
+
+        from toolexpander.evaluation.generation import generate_completions
+        from toolexpander.models import load_model_and_tokenizer
+
+        device = config.device or ("cuda" if torch.cuda.is_available() else None)
+        try:
+            model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=device)
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot load model {config.model!r}: {error}") from error
+        texts = generate_completions(
+            model,
+            tokenizer,
+            messages,
+            config.max_new_tokens,
+            config.batch_size,
+            config.temperature,
+            progress_label=f"generating ({len(records)} items)",
+        )
+    return {record["id"]: text for record, text in zip(records, texts, strict=True)}
+
+
+def _validate(config: EvalConfig) -> None:
+    if (config.model is None) == (config.predictions is None):
+        raise UserError("give exactly one of --model and --predictions")
+    if config.prompt not in PROMPT_STYLES:
+        raise UserError(f"unknown prompt style {config.prompt!r}; choose one of {', '.join(PROMPT_STYLES)}")
+    if config.backend not in BACKENDS:
+        raise UserError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if config.limit is not None and config.limit < 1:
+        raise UserError("--limit must be at least 1")
+
+
+def write_outputs(out: str | Path, items: list[dict], results: dict) -> None:
+    """``items.jsonl`` (one line per item) and ``results.json`` in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "items.jsonl").open("w", encoding="utf-8") as handle:
+        for item in items:
+            handle.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
+    (out / "results.json").write_text(
+        json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+
+
+def run_eval(config: EvalConfig) -> dict:
+    """Run one evaluation end to end; returns the results (also written to ``config.out``)."""
+    _validate(config)
+    benchmark = load_benchmark(config.bench, config.data_dir)
+    known_ids = {record["id"] for record in benchmark.records()}
+    categories = {c: records[: config.limit] for c, records in benchmark.categories.items()}
+    records = [record for records in categories.values() for record in records]
+    if not records:
+        raise UserError(f"{config.bench} holds no usable records")
+    if config.predictions is not None:
+        completions = read_predictions(config.predictions, known_ids, config.bench)
+    else:
+        completions = generate_for(records, config)
+    items, results = evaluate_records(records, completions)
+    if config.limit is not None:
+        results["notes"].append(
+            f"--limit {config.limit}: only the first {config.limit} items of each category"
+        )
+    if benchmark.problems:
+        results["notes"].append(
+            f"{len(benchmark.problems)} input items rejected, not scored: see rejected_inputs"
+        )
+    results["rejected_inputs"] = [str(problem) for problem in benchmark.problems]
+    results["config"] = dataclasses.asdict(config)
+    for problem in benchmark.problems:
+        print(f"rejected input: {problem}", file=sys.stderr)
+    if config.out:
+        write_outputs(config.out, items, results)
+    print(markdown_table(results))
+    return results
