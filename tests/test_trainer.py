@@ -20,7 +20,15 @@ HARD_METRICS = ("hard/ratio", "hard/solved_ratio", "hard/demo_share", "hard/mean
 
 def train(tmp_path, tiny_model_dir, *overrides: str) -> Path:
     out = tmp_path / "run"
-    argv = ["train", "--config", RECIPE, "--model_name_or_path", tiny_model_dir, "--build_tiny_model", "false"]
+    argv = [
+        "train",
+        "--config",
+        RECIPE,
+        "--model_name_or_path",
+        tiny_model_dir,
+        "--build_tiny_model",
+        "false",
+    ]
     argv += ["--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no", *overrides]
     assert main(argv) == 0
     return out
@@ -30,7 +38,9 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("mode", ["toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only"])
+@pytest.mark.parametrize(
+    "mode", ["toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only"]
+)
 def test_every_mode_trains_two_steps_and_logs_its_metrics(tmp_path, tiny_model_dir, mode):
     out = train(tmp_path, tiny_model_dir, "--mode", mode)
     metrics = read_jsonl(out / "metrics.jsonl")
@@ -48,8 +58,16 @@ def test_every_mode_trains_two_steps_and_logs_its_metrics(tmp_path, tiny_model_d
 
 def test_hard_items_escalate_to_the_cap(tmp_path, tiny_model_dir):
     out = train(
-        tmp_path, tiny_model_dir, "--max_steps", "5", "--max_train_items", "2",
-        "--correctness_reward", "tests.scripted_rewards:never_correct", "--shots_cap", "3",
+        tmp_path,
+        tiny_model_dir,
+        "--max_steps",
+        "5",
+        "--max_train_items",
+        "2",
+        "--correctness_reward",
+        "tests.scripted_rewards:never_correct",
+        "--shots_cap",
+        "3",
     )
     ledger = read_jsonl(out / "hard_samples.jsonl")
     for item in {row["id"] for row in ledger}:
@@ -61,8 +79,16 @@ def test_hard_items_escalate_to_the_cap(tmp_path, tiny_model_dir):
 
 def test_baseline_never_shows_demonstrations(tmp_path, tiny_model_dir):
     out = train(
-        tmp_path, tiny_model_dir, "--mode", "grpo", "--max_steps", "3", "--max_train_items", "2",
-        "--correctness_reward", "tests.scripted_rewards:never_correct",
+        tmp_path,
+        tiny_model_dir,
+        "--mode",
+        "grpo",
+        "--max_steps",
+        "3",
+        "--max_train_items",
+        "2",
+        "--correctness_reward",
+        "tests.scripted_rewards:never_correct",
     )
     assert {row["shots"] for row in read_jsonl(out / "hard_samples.jsonl")} == {0}
 
@@ -70,8 +96,14 @@ def test_baseline_never_shows_demonstrations(tmp_path, tiny_model_dir):
 def test_solved_items_fade_back_to_zero_shot(tmp_path, tiny_model_dir):
     # Correct exactly when demonstrations are shown: 0 shots fails -> 1 shot solves -> back to 0.
     out = train(
-        tmp_path, tiny_model_dir, "--max_steps", "4", "--max_train_items", "2",
-        "--correctness_reward", "tests.scripted_rewards:correct_with_demos",
+        tmp_path,
+        tiny_model_dir,
+        "--max_steps",
+        "4",
+        "--max_train_items",
+        "2",
+        "--correctness_reward",
+        "tests.scripted_rewards:correct_with_demos",
     )
     ledger = read_jsonl(out / "hard_samples.jsonl")
     for item in {row["id"] for row in ledger}:
@@ -82,8 +114,16 @@ def test_solved_items_fade_back_to_zero_shot(tmp_path, tiny_model_dir):
 
 def test_reroll_poses_all_fail_groups_again_in_the_same_step(tmp_path, tiny_model_dir):
     out = train(
-        tmp_path, tiny_model_dir, "--max_steps", "1", "--max_train_items", "2", "--reroll_all_fail", "true",
-        "--correctness_reward", "tests.scripted_rewards:correct_with_demos",
+        tmp_path,
+        tiny_model_dir,
+        "--max_steps",
+        "1",
+        "--max_train_items",
+        "2",
+        "--reroll_all_fail",
+        "true",
+        "--correctness_reward",
+        "tests.scripted_rewards:correct_with_demos",
     )
     ledger = read_jsonl(out / "hard_samples.jsonl")
     assert sorted((row["shots"], row["successes"]) for row in ledger) == [(0, 0), (0, 0), (1, 4), (1, 4)]
@@ -102,14 +142,30 @@ def test_reroll_poses_all_fail_groups_again_in_the_same_step(tmp_path, tiny_mode
     ],
 )
 def test_bad_configs_exit_2_with_a_clear_message(tmp_path, tiny_model_dir, capsys, overrides, message):
-    argv = ["train", "--config", RECIPE, "--model_name_or_path", tiny_model_dir, "--build_tiny_model", "false"]
+    argv = [
+        "train",
+        "--config",
+        RECIPE,
+        "--model_name_or_path",
+        tiny_model_dir,
+        "--build_tiny_model",
+        "false",
+    ]
     assert exit_code([*argv, "--output_dir", str(tmp_path / "x"), *overrides]) == 2
     captured = capsys.readouterr()
     assert message in captured.err + captured.out
 
 
 def test_missing_model_path_exits_2(tmp_path, capsys):
-    argv = ["train", "--config", RECIPE, "--model_name_or_path", "./no/such/model", "--build_tiny_model", "false"]
+    argv = [
+        "train",
+        "--config",
+        RECIPE,
+        "--model_name_or_path",
+        "./no/such/model",
+        "--build_tiny_model",
+        "false",
+    ]
     assert exit_code([*argv, "--output_dir", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -123,11 +179,33 @@ def exit_code(argv: list[str]) -> int:
 
 
 def _train_subprocess(out: Path, tiny_model_dir: str, *extra: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "toolexpander", "train", "--config", RECIPE, "--model_name_or_path", tiny_model_dir,
-            "--build_tiny_model", "false", "--output_dir", str(out), "--max_steps", "6", "--save_steps", "2",
-            "--max_train_items", "4", "--correctness_reward", "tests.scripted_rewards:correct_with_demos", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "toolexpander",
+        "train",
+        "--config",
+        RECIPE,
+        "--model_name_or_path",
+        tiny_model_dir,
+        "--build_tiny_model",
+        "false",
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "6",
+        "--save_steps",
+        "2",
+        "--max_train_items",
+        "4",
+        "--correctness_reward",
+        "tests.scripted_rewards:correct_with_demos",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 @pytest.mark.slow
@@ -147,7 +225,9 @@ def test_sigkill_between_checkpoints_then_resume_matches_an_uninterrupted_run(tm
             break
         time.sleep(0.01)
     assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
-    assert _train_subprocess(killed, tiny_model_dir, "--resume_from_checkpoint", "true").wait(timeout=300) == 0
+    assert (
+        _train_subprocess(killed, tiny_model_dir, "--resume_from_checkpoint", "true").wait(timeout=300) == 0
+    )
 
     assert read_jsonl(killed / "hard_samples.jsonl") == read_jsonl(reference / "hard_samples.jsonl")
     final = "checkpoint-6/toolexpander_state.json"
@@ -157,7 +237,9 @@ def test_sigkill_between_checkpoints_then_resume_matches_an_uninterrupted_run(tm
 
 
 @pytest.mark.parametrize("scale_rewards, low, high", [("group", 1.0, 2.0), ("none", 0.005, 0.01)])
-def test_bonus_advantage_depends_on_scale_rewards(tmp_path, tiny_model_dir, monkeypatch, scale_rewards, low, high):
+def test_bonus_advantage_depends_on_scale_rewards(
+    tmp_path, tiny_model_dir, monkeypatch, scale_rewards, low, high
+):
     """Documents SPEC §1's arithmetic: in a group where every answer is wrong, a 0.01 bonus on one
     rollout becomes an advantage of about 1.5 with std scaling ("group"), 0.0075 without ("none")."""
     from tests import scripted_rewards
@@ -166,15 +248,28 @@ def test_bonus_advantage_depends_on_scale_rewards(tmp_path, tiny_model_dir, monk
     from toolexpander.trainer import trainer as trainer_module
     from toolexpander.trainer.config import ToolExpanderConfig
 
-    rewards = {"tool_n1": scripted_rewards.never_correct, "self_exemplify": scripted_rewards.bonus_on_first_of_group}
+    rewards = {
+        "tool_n1": scripted_rewards.never_correct,
+        "self_exemplify": scripted_rewards.bonus_on_first_of_group,
+    }
     monkeypatch.setattr(trainer_module, "get_reward", rewards.__getitem__)
     config = ToolExpanderConfig(
-        output_dir=str(tmp_path), mode="self_exemplify_only", num_generations=4, per_device_train_batch_size=8,
-        max_completion_length=8, max_steps=1, scale_rewards=scale_rewards, report_to="none", use_cpu=True,
-        save_strategy="no", logging_steps=1,
+        output_dir=str(tmp_path),
+        mode="self_exemplify_only",
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_completion_length=8,
+        max_steps=1,
+        scale_rewards=scale_rewards,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=1,
     )
     model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
-    trainer = trainer_module.ToolExpanderTrainer(model, config, build_suite()["train"][:2], processing_class=tokenizer)
+    trainer = trainer_module.ToolExpanderTrainer(
+        model, config, build_suite()["train"][:2], processing_class=tokenizer
+    )
     trainer.train()
     advantages = list(trainer._logs["advantages"])
     assert len(advantages) == 8

@@ -33,7 +33,9 @@ def test_trl_version_is_in_the_pinned_range():
 def test_hooked_private_methods_keep_their_signatures():
     for name, expected in HOOKED.items():
         method = getattr(GRPOTrainer, name, None)
-        assert method is not None, f"GRPOTrainer.{name} no longer exists: update toolexpander/trainer/trainer.py"
+        assert method is not None, (
+            f"GRPOTrainer.{name} no longer exists: update toolexpander/trainer/trainer.py"
+        )
         params = list(inspect.signature(method).parameters)[1:]
         assert params == expected, f"GRPOTrainer.{name}{params} changed (we rely on {expected})"
         ours = list(inspect.signature(getattr(ToolExpanderTrainer, name)).parameters)[1:]
@@ -43,8 +45,15 @@ def test_hooked_private_methods_keep_their_signatures():
 def test_generation_batch_still_carries_the_tensors_we_merge():
     # `replace_rows` merges these keys of the dict `_generate_and_score_completions` returns.
     source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
-    for key in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "num_items_in_batch"):
+    for key in (
+        "prompt_ids",
+        "prompt_mask",
+        "completion_ids",
+        "completion_mask",
+        "advantages",
+        "num_items_in_batch",
+    ):
         assert f'"{key}"' in source, f"GRPOTrainer no longer returns {key!r} from generation"
-    assert "rewards_per_func = gather(rewards_per_func)" in inspect.getsource(GRPOTrainer._calculate_rewards), (
-        "_calculate_rewards no longer gathers rewards across processes: hardness would be judged per shard"
-    )
+    assert "rewards_per_func = gather(rewards_per_func)" in inspect.getsource(
+        GRPOTrainer._calculate_rewards
+    ), "_calculate_rewards no longer gathers rewards across processes: hardness would be judged per shard"

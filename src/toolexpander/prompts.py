@@ -92,7 +92,10 @@ def _merge_same_role(messages: list[dict]) -> list[dict]:
     merged: list[dict] = []
     for message in messages:
         if merged and merged[-1]["role"] == message["role"]:
-            merged[-1] = {"role": message["role"], "content": merged[-1]["content"] + "\n\n" + message["content"]}
+            merged[-1] = {
+                "role": message["role"],
+                "content": merged[-1]["content"] + "\n\n" + message["content"],
+            }
         else:
             merged.append(dict(message))
     return merged
@@ -114,7 +117,10 @@ def build_messages(task: dict, *, style: str = "plain", demos: Sequence[dict] = 
     system = "\n\n".join([system_prompt(task["tools"], style), *own_system])
     turns: list[dict] = []
     for demo in demos:
-        turns += [{"role": "user", "content": demo["query"]}, {"role": "assistant", "content": demo["completion"]}]
+        turns += [
+            {"role": "user", "content": demo["query"]},
+            {"role": "assistant", "content": demo["completion"]},
+        ]
     turns += [_context_turn(m) for m in task["messages"] if m["role"] != "system"]
     return [{"role": "system", "content": system}, *_merge_same_role(turns)]
 

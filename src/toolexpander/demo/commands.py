@@ -12,7 +12,9 @@ def register(subparsers) -> None:
         "demo", help="Train SmolLM2-135M twice (plain GRPO vs ToolExpander) and report zero-shot accuracy."
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="run size (default: cpu)")
-    parser.add_argument("--quick", action="store_const", const="quick", dest="preset", help="same as --preset quick")
+    parser.add_argument(
+        "--quick", action="store_const", const="quick", dest="preset", help="same as --preset quick"
+    )
     parser.add_argument("--out", default="runs/demo", help="folder for report.md, results.json and plots")
     parser.add_argument("--model", default=SMOLLM2_HUB_ID, help="base model: hub id, local folder or .gguf")
     parser.add_argument("--seed", type=int, default=0)

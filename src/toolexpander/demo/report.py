@@ -40,8 +40,12 @@ def write_plots(results: dict, out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     arms = list(results["arms"])
     for offset, key in ((-0.2, "accuracy_before"), (0.2, "accuracy_after")):
-        ax.bar([i + offset for i in range(len(arms))], [100 * results["arms"][a][key] for a in arms], width=0.4,
-               label=key.replace("accuracy_", ""))
+        ax.bar(
+            [i + offset for i in range(len(arms))],
+            [100 * results["arms"][a][key] for a in arms],
+            width=0.4,
+            label=key.replace("accuracy_", ""),
+        )
     ax.set_xticks(range(len(arms)), arms)
     ax.set(title="zero-shot accuracy on the test split (%)", ylim=(0, 100))
     ax.legend()
@@ -77,7 +81,8 @@ def write_report(results: dict, out: Path) -> None:
     for arm, stats in results["arms"].items():
         cells = [f"{_pct(stats['splits_before'][s])} -> {_pct(stats['splits_after'][s])}" for s in splits]
         lines.append(
-            f"| {arm} | {stats['prompt_style']} | " + " | ".join(cells)
+            f"| {arm} | {stats['prompt_style']} | "
+            + " | ".join(cells)
             + f" | {_pct(stats['wasted_rollouts'])} % | {stats['train_seconds']:.0f} |"
         )
     lines += ["", "Hard ratio (share of all-fail groups) per round (visit of an item):", ""]

@@ -45,19 +45,46 @@ class DemoPreset:
 
 PRESETS = {
     "quick": DemoPreset(
-        "quick", train_items=8, steps=1, prompts_per_step=2, num_generations=4, max_completion_length=48,
-        learning_rate=5e-5, eval_items=6, bfcl_items=4, eval_max_new_tokens=64, eval_batch_size=6,
+        "quick",
+        train_items=8,
+        steps=1,
+        prompts_per_step=2,
+        num_generations=4,
+        max_completion_length=48,
+        learning_rate=5e-5,
+        eval_items=6,
+        bfcl_items=4,
+        eval_max_new_tokens=64,
+        eval_batch_size=6,
         what_it_shows="a smoke test of the whole pipeline (one step per arm): it shows nothing about learning",
     ),
     "cpu": DemoPreset(
-        "cpu", train_items=24, steps=12, prompts_per_step=2, num_generations=4, max_completion_length=96,
-        learning_rate=5e-5, eval_items=24, bfcl_items=12, eval_max_new_tokens=96, eval_batch_size=8,
+        "cpu",
+        train_items=24,
+        steps=12,
+        prompts_per_step=2,
+        num_generations=4,
+        max_completion_length=96,
+        learning_rate=5e-5,
+        eval_items=24,
+        bfcl_items=12,
+        eval_max_new_tokens=96,
+        eval_batch_size=8,
         what_it_shows="whether hard sampling turns all-fail groups into a learning signal (hard ratio, reward) "
         "within a dozen steps; too few steps to expect zero-shot accuracy to move",
     ),
     "gpu": DemoPreset(
-        "gpu", train_items=300, steps=300, prompts_per_step=16, num_generations=8, max_completion_length=128,
-        learning_rate=5e-5, eval_items=120, bfcl_items=100, eval_max_new_tokens=128, eval_batch_size=64,
+        "gpu",
+        train_items=300,
+        steps=300,
+        prompts_per_step=16,
+        num_generations=8,
+        max_completion_length=128,
+        learning_rate=5e-5,
+        eval_items=120,
+        bfcl_items=100,
+        eval_max_new_tokens=128,
+        eval_batch_size=64,
         what_it_shows="the real comparison: whether ToolExpander carries few-shot competence over to zero-shot",
     ),
 }
@@ -83,15 +110,23 @@ def eval_sets(preset: DemoPreset, seed: int) -> dict[str, list[dict]]:
     from toolexpander.evaluation.runner import load_benchmark
 
     suite = build_suite(seed)
-    sets = {"test": suite["test"][: preset.eval_items], "test_unseen_tools": suite["test_unseen_tools"][: preset.eval_items]}
+    sets = {
+        "test": suite["test"][: preset.eval_items],
+        "test_unseen_tools": suite["test_unseen_tools"][: preset.eval_items],
+    }
     try:
         sets["bfcl_simple_python"] = load_benchmark("bfcl:simple_python").records()[: preset.bfcl_items]
-    except (UserError, ImportError) as error:  # bfcl-eval or its data missing: the suite still tells the story
+    except (
+        UserError,
+        ImportError,
+    ) as error:  # bfcl-eval or its data missing: the suite still tells the story
         console.print(f"[yellow]BFCL subset skipped: {error}[/]")
     return sets
 
 
-def evaluate(model, tokenizer, sets: dict[str, list[dict]], style: str, preset: DemoPreset, label: str) -> dict:
+def evaluate(
+    model, tokenizer, sets: dict[str, list[dict]], style: str, preset: DemoPreset, label: str
+) -> dict:
     """Zero-shot greedy accuracy per split (Tool-N1 exact match; BFCL's official checker)."""
     from toolexpander.evaluation.generation import generate_completions
     from toolexpander.evaluation.runner import prompt_messages
@@ -101,11 +136,15 @@ def evaluate(model, tokenizer, sets: dict[str, list[dict]], style: str, preset: 
     for split, records in sets.items():
         messages = [prompt_messages(record, style) for record in records]
         texts = generate_completions(
-            model, tokenizer, messages, preset.eval_max_new_tokens, preset.eval_batch_size,
+            model,
+            tokenizer,
+            messages,
+            preset.eval_max_new_tokens,
+            preset.eval_batch_size,
             progress_label=f"{label}: {split}",
         )
-        _, results = evaluate_records(records, {r["id"]: t for r, t in zip(records, texts)})
-        accuracies[split] = results["overall"]
+        items, _ = evaluate_records(records, {r["id"]: t for r, t in zip(records, texts)})
+        accuracies[split] = sum(item["valid"] for item in items) / len(items)
     return accuracies
 
 
@@ -175,7 +214,10 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     clock.phase("evaluating the base model zero-shot")
     started = time.time()
     base, tokenizer = load_model_and_tokenizer(model_name)
-    before = {style: evaluate(base, tokenizer, sets, style, preset, f"base/{style}") for style in ("plain", "self_exemplify")}
+    before = {
+        style: evaluate(base, tokenizer, sets, style, preset, f"base/{style}")
+        for style in ("plain", "self_exemplify")
+    }
     del base
     results = {
         "model": model_description(model_name),

@@ -1,5 +1,108 @@
-"""Subcommands of this sub-package (filled in by its issue)."""
+"""``toolexpander score``: score completions from a JSONL file with a reward."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from toolexpander.data.schema import Problem
+from toolexpander.errors import UserError
+from toolexpander.rewards.rewards import get_reward
 
 
 def register(subparsers) -> None:
-    """Add this sub-package's subcommands."""
+    """Add ``score``."""
+    parser = subparsers.add_parser(
+        "score",
+        help="score completions with a reward",
+        description=(
+            "Score each line of FILE, a JSON object with 'completion' (a string or a message list) and "
+            "'answer' (a call list, its JSON text, or null), optionally 'id'. Writes every line back, in "
+            "order, with 'reward' added. Blank lines are skipped; any malformed line stops the run."
+        ),
+    )
+    parser.add_argument("file", type=Path, metavar="FILE.jsonl")
+    parser.add_argument(
+        "--reward",
+        default="tool_n1",
+        metavar="NAME",
+        help="tool_n1 (default), toolrl, self_exemplify, or package.module:function",
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="FILE", help="where to write the scored lines (default: stdout)"
+    )
+    parser.set_defaults(run=run_score)
+
+
+def _line_problem(item: Any) -> str | None:
+    """Why a decoded line cannot be scored, or None."""
+    if not isinstance(item, dict):
+        return f"a line must be a JSON object, got {type(item).__name__}"
+    missing = [key for key in ("completion", "answer") if key not in item]
+    if missing:
+        return f"missing field {', '.join(repr(key) for key in missing)}"
+    completion = item["completion"]
+    if not isinstance(completion, str) and not (
+        isinstance(completion, list) and all(isinstance(m, dict) and "content" in m for m in completion)
+    ):
+        return "'completion' must be a string or a list of messages with 'content'"
+    if "id" in item and (isinstance(item["id"], bool) or not isinstance(item["id"], str | int)):
+        return f"'id' must be a string or an integer, got {type(item['id']).__name__}"
+    if item["answer"] is not None and not isinstance(item["answer"], list | str):
+        return f"'answer' must be a list, a JSON string or null, got {type(item['answer']).__name__}"
+    return None
+
+
+def read_items(path: Path) -> list[dict]:
+    """The lines of ``path`` to score; a UserError after listing every malformed line on stderr."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read {path}: {error}") from error
+    items, problems = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as error:
+            problems.append(Problem(str(path), number, f"not valid JSON ({error})"))
+            continue
+        reason = _line_problem(item)
+        if reason:
+            problems.append(Problem(str(path), number, reason))
+        else:
+            items.append(item)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        raise UserError(f"{len(problems)} malformed line(s) in {path}; nothing was scored")
+    return items
+
+
+def run_score(args, extra) -> int:
+    """Score every line, then write them all (so a failed run leaves no partial output)."""
+    reward = get_reward(args.reward)
+    items = read_items(args.file)
+    rewards = reward([item["completion"] for item in items], [item["answer"] for item in items])
+    if len(rewards) != len(items):
+        raise UserError(f"reward {args.reward!r} returned {len(rewards)} values for {len(items)} completions")
+    text = "".join(
+        json.dumps({**item, "reward": r}, ensure_ascii=False) + "\n" for item, r in zip(items, rewards)
+    )
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            args.out.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise UserError(f"cannot write {args.out}: {error}") from error
+    scored = [r for r in rewards if r is not None]  # TRL lets a reward return None (no score)
+    if scored:
+        print(
+            f"scored {len(scored)} completions with {args.reward}: mean {sum(scored) / len(scored):.4f}",
+            file=sys.stderr,
+        )
+    return 0

@@ -24,7 +24,9 @@ def parse_train_args(argv: list[str]):
 
     from toolexpander.trainer.config import ToolExpanderConfig, ToolExpanderScriptArguments
 
-    parser = TrlParser((ToolExpanderScriptArguments, ToolExpanderConfig, ModelConfig), prog="toolexpander train")
+    parser = TrlParser(
+        (ToolExpanderScriptArguments, ToolExpanderConfig, ModelConfig), prog="toolexpander train"
+    )
     try:
         return parser.parse_args_and_config(argv)
     except (ValueError, TypeError, FileNotFoundError) as error:
@@ -40,7 +42,9 @@ def load_train_tasks(script_args) -> list[dict]:
     else:
         from toolexpander.data.loaders import load_records
 
-        result = load_records(script_args.dataset, script_args.dataset_format, split=script_args.dataset_split)
+        result = load_records(
+            script_args.dataset, script_args.dataset_format, split=script_args.dataset_split
+        )
         if result.problems:
             listing = "\n".join(str(p) for p in result.problems[:20])
             more = f"\n... and {len(result.problems) - 20} more" if len(result.problems) > 20 else ""
@@ -77,7 +81,9 @@ def run_train(args, extra: list[str]) -> int:
     if script_args.build_tiny_model:
         build_tiny_model(model_args.model_name_or_path, seed=config.seed)
     tasks = load_train_tasks(script_args)
-    print(f"model: {model_description(model_args.model_name_or_path)}; {len(tasks)} training items; mode {config.mode}")
+    print(
+        f"model: {model_description(model_args.model_name_or_path)}; {len(tasks)} training items; mode {config.mode}"
+    )
     model, tokenizer = load_model_and_tokenizer(model_args.model_name_or_path, dtype=model_args.dtype)
     try:
         trainer = ToolExpanderTrainer(

@@ -34,13 +34,17 @@ class ToolExpanderScriptArguments:
 
     dataset: str = field(
         default="suite",
-        metadata={"help": "Training data: a JSONL/JSON file, a hub dataset id, or 'suite' for the built-in tool suite."},
+        metadata={
+            "help": "Training data: a JSONL/JSON file, a hub dataset id, or 'suite' for the built-in tool suite."
+        },
     )
     dataset_format: str = field(
         default="auto",
         metadata={"help": "Format of `dataset` (auto, toolexpander, glaive, toolace, xlam, toolrl, ...)."},
     )
-    dataset_split: str = field(default="train", metadata={"help": "Split to read from a hub dataset or the suite."})
+    dataset_split: str = field(
+        default="train", metadata={"help": "Split to read from a hub dataset or the suite."}
+    )
     max_train_items: int | None = field(
         default=None, metadata={"help": "Use only the first N valid items (quick runs)."}
     )
@@ -50,7 +54,9 @@ class ToolExpanderScriptArguments:
     )
     build_tiny_model: bool = field(
         default=False,
-        metadata={"help": "Build a tiny random model at `model_name_or_path` first (tests and the tiny-cpu recipe)."},
+        metadata={
+            "help": "Build a tiny random model at `model_name_or_path` first (tests and the tiny-cpu recipe)."
+        },
     )
 
 
@@ -67,28 +73,41 @@ class ToolExpanderConfig(GRPOConfig):
     )
     prompt_style: str | None = field(
         default=None,
-        metadata={"help": "plain or self_exemplify; default follows `mode` (self_exemplify when the mode uses it)."},
+        metadata={
+            "help": "plain or self_exemplify; default follows `mode` (self_exemplify when the mode uses it)."
+        },
     )
     correctness_reward: str = field(
         default="tool_n1",
-        metadata={"help": "Binary reward that defines a correct answer (hardness is judged on it, never on bonuses)."},
+        metadata={
+            "help": "Binary reward that defines a correct answer (hardness is judged on it, never on bonuses)."
+        },
     )
     hard_max_correct: int = field(
-        default=0, metadata={"help": "A group with at most this many correct answers is hard (paper: 0 of G)."}
+        default=0,
+        metadata={"help": "A group with at most this many correct answers is hard (paper: 0 of G)."},
     )
-    shots_start: int = field(default=1, metadata={"help": "Demonstrations given the first time an item is hard."})
-    shots_step: int = field(default=1, metadata={"help": "Demonstrations added on each later visit while still hard."})
+    shots_start: int = field(
+        default=1, metadata={"help": "Demonstrations given the first time an item is hard."}
+    )
+    shots_step: int = field(
+        default=1, metadata={"help": "Demonstrations added on each later visit while still hard."}
+    )
     shots_cap: int = field(default=3, metadata={"help": "Most demonstrations an item is ever posed with."})
     fading: bool = field(
         default=True,
-        metadata={"help": "Once solved with k demonstrations, pose it with k-1 next time, down to zero-shot."},
+        metadata={
+            "help": "Once solved with k demonstrations, pose it with k-1 next time, down to zero-shot."
+        },
     )
     fade_min_successes: int = field(
         default=1, metadata={"help": "Correct answers out of G needed before an item steps down one shot."}
     )
     demo_sources: str = field(
         default="gold,rollouts",
-        metadata={"help": "Comma list of demonstration sources: gold (training answers), rollouts (own correct ones)."},
+        metadata={
+            "help": "Comma list of demonstration sources: gold (training answers), rollouts (own correct ones)."
+        },
     )
     reroll_all_fail: bool = field(
         default=False,
@@ -107,17 +126,23 @@ class ToolExpanderConfig(GRPOConfig):
         default=0.5, metadata={"help": "Exponential decay: lr_t = lr_0 * gamma^(t / lr_decay_steps)."}
     )
     lr_decay_steps: float = field(
-        default=100.0, metadata={"help": "Steps (or rounds) over which the learning rate is multiplied by gamma."}
+        default=100.0,
+        metadata={"help": "Steps (or rounds) over which the learning rate is multiplied by gamma."},
     )
     lr_decay_unit: str = field(
-        default="step", metadata={"help": "step: decay every optimizer step; round: decay once per pass over the data."}
+        default="step",
+        metadata={"help": "step: decay every optimizer step; round: decay once per pass over the data."},
     )
     dapo_max_fill_rounds: int = field(
         default=1,
-        metadata={"help": "dapo_filter: extra generation rounds to replace zero-variance groups with fresh prompts."},
+        metadata={
+            "help": "dapo_filter: extra generation rounds to replace zero-variance groups with fresh prompts."
+        },
     )
     # TRL fields whose defaults change (SPEC §1).
-    num_generations: int | None = field(default=10, metadata={"help": "Rollouts per prompt G (the paper uses 10)."})
+    num_generations: int | None = field(
+        default=10, metadata={"help": "Rollouts per prompt G (the paper uses 10)."}
+    )
     beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0 means no reference model (paper)."})
     epsilon: float = field(default=0.2, metadata={"help": "Lower clipping bound of the ratio."})
     epsilon_high: float | None = field(default=0.28, metadata={"help": "Upper clipping bound (clip-higher)."})

@@ -73,7 +73,9 @@ def build_reward_funcs(args: ToolExpanderConfig) -> list:
     funcs = [get_reward(args.correctness_reward)]
     if args.uses_self_exemplify:
         bonus = functools.partial(
-            get_reward("self_exemplify"), bonus=args.self_exemplify_bonus, requires_correct=args.bonus_requires_correct
+            get_reward("self_exemplify"),
+            bonus=args.self_exemplify_bonus,
+            requires_correct=args.bonus_requires_correct,
         )
         bonus.__name__ = "self_exemplify"
         funcs.append(bonus)
@@ -154,13 +156,15 @@ class ToolExpanderTrainer(GRPOTrainer):
             train_tasks, HardSampleTracker(schedule), bank, style=style, use_demos=args.uses_hard_sampling
         )
         self._batch_shots: list[int] = []
-        self._last_rows: list[dict] = []
+        self._pass: tuple[list, list, list, list] = ([], [], [], [])  # ids, shots, correct, texts
         self._fresh_rng = random.Random(args.seed)
 
     def _get_train_sampler(self, dataset=None):
         # The epoch a pass starts in; rounding guards against 0.9999... from float step fractions.
         return EpochSeededSampler(
-            super()._get_train_sampler(dataset), self.args.seed, lambda: math.floor(round(self.state.epoch or 0, 6))
+            super()._get_train_sampler(dataset),
+            self.args.seed,
+            lambda: math.floor(round(self.state.epoch or 0, 6)),
         )
 
     # -- learning rate: exponential decay per step or per round (pass over the data) ----------
@@ -182,7 +186,8 @@ class ToolExpanderTrainer(GRPOTrainer):
     def _pose(self, inputs: list[dict], shots: list[int]) -> list[dict]:
         self._batch_shots = shots
         return [
-            {**x, "prompt": self.hard_sampler.prompt_for(x["id"], k)} if k else x for x, k in zip(inputs, shots)
+            {**x, "prompt": self.hard_sampler.prompt_for(x["id"], k)} if k else x
+            for x, k in zip(inputs, shots)
         ]
 
     def _local_groups(self, n_local: int) -> list[int]:
@@ -196,22 +201,28 @@ class ToolExpanderTrainer(GRPOTrainer):
         sampler = self.hard_sampler
         shots = [sampler.shots_for(x["id"]) for x in inputs]
         output = super()._generate_and_score_completions(self._pose(inputs, shots))
+        successes = self._observe_pass()
         groups = self._local_groups(len(inputs))
         if self.args.reroll_all_fail and self.args.uses_hard_sampling:
-            # Items found hard in this pass now have demonstrations: pose them again at once.
-            hard = [row["hard"] and row["next_shots"] > row["shots"] for row in self._last_rows]
+            # Items just found hard now have (more) demonstrations: pose them again at once.
+            ids = self._pass[0][:: self.num_generations]
+            first_shots = self._pass[1][:: self.num_generations]
+            hard = [sampler.shots_for(i) > k for i, k in zip(ids, first_shots)]
             if any(hard):
-                retry = [sampler.shots_for(x["id"]) if hard[g] else k for x, g, k in zip(inputs, groups, shots)]
+                retry = [
+                    sampler.shots_for(x["id"]) if hard[g] else k for x, g, k in zip(inputs, groups, shots)
+                ]
                 second = super()._generate_and_score_completions(self._pose(inputs, retry))
+                self._observe_pass(keep=hard)  # the other groups of this pass are discarded
                 output = replace_rows(output, second, [hard[g] for g in groups])
                 self._metrics["train"]["rollouts/rerolled_groups"].append(float(sum(hard)))
         elif self.args.mode == "dapo_filter":
-            output = self._dapo_fill(inputs, groups, output)
+            output = self._dapo_fill(groups, successes, output)
         return output
 
-    def _dapo_fill(self, inputs, groups, output):
+    def _dapo_fill(self, groups: list[int], successes: list[int], output: dict) -> dict:
         """DAPO dynamic sampling: replace zero-variance groups by groups of fresh prompts."""
-        flat = [self._zero_variance(row) for row in self._last_rows]
+        flat = [s in (0, self.num_generations) for s in successes]
         for _ in range(self.args.dapo_max_fill_rounds):
             if not any(flat):
                 break
@@ -219,36 +230,61 @@ class ToolExpanderTrainer(GRPOTrainer):
             fresh_ids = [self._fresh_rng.randrange(len(self.train_dataset)) for _ in flat]
             fresh = [self.train_dataset[fresh_ids[g]] for g in groups]
             second = super()._generate_and_score_completions(self._pose(fresh, [0] * len(fresh)))
-            useful = [flat[g] and not self._zero_variance(self._last_rows[g]) for g in range(len(flat))]
+            fresh_successes = self._pass_successes()
+            useful = [f and s not in (0, self.num_generations) for f, s in zip(flat, fresh_successes)]
+            self._observe_pass(keep=useful)
             output = replace_rows(output, second, [useful[g] for g in groups])
             flat = [f and not u for f, u in zip(flat, useful)]
         return output
-
-    @staticmethod
-    def _zero_variance(row: dict) -> bool:
-        return row["successes"] in (0, row["num_generations"])
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if not self.model.training:
             return rewards_per_func
         # Rewards come back gathered over all ranks; gather the rest alike so groups are whole.
-        ids = gather_object([x["id"] for x in inputs])
-        shots = gather_object(list(self._batch_shots))
-        texts = gather_object([completion_text(c) for c in completions])
         correct = rewards_per_func[:, 0].tolist()
-        step = self.state.global_step + 1
-        rows, metrics = self.hard_sampler.observe(ids, shots, correct, texts, self.num_generations, step)
-        self._last_rows = rows
-        for name, value in metrics.items():
-            self._metrics["train"][name].append(value)
+        self._pass = (
+            gather_object([x["id"] for x in inputs]),
+            gather_object(list(self._batch_shots)),
+            correct,
+            gather_object([completion_text(c) for c in completions]),
+        )
         self._metrics["train"]["reward/correct"].append(sum(correct) / len(correct))
         if rewards_per_func.shape[1] > 1:
             self._metrics["train"]["reward/bonus"].append(rewards_per_func[:, 1].mean().item())
         self._metrics["train"]["rollouts/generated"].append(float(len(correct)))
-        if self.accelerator.is_main_process:
-            self._append_jsonl(LEDGER_FILE, rows)
         return rewards_per_func
+
+    def _pass_successes(self) -> list[int]:
+        """Correct rollouts of each group of the last generation pass."""
+        correct, size = self._pass[2], self.num_generations
+        return [sum(c >= 1.0 for c in correct[i : i + size]) for i in range(0, len(correct), size)]
+
+    def _observe_pass(self, keep: list[bool] | None = None) -> list[int]:
+        """Hand the groups of the last pass (all, or those ``keep`` marks) to the hard sampler;
+        log its metrics and ledger rows. Returns every group's successes."""
+        ids, shots, correct, texts = self._pass
+        size = self.num_generations
+        rollouts = [
+            i
+            for g in range(len(ids) // size)
+            if keep is None or keep[g]
+            for i in range(g * size, (g + 1) * size)
+        ]
+        if rollouts:
+            rows, metrics = self.hard_sampler.observe(
+                [ids[i] for i in rollouts],
+                [shots[i] for i in rollouts],
+                [correct[i] for i in rollouts],
+                [texts[i] for i in rollouts],
+                size,
+                self.state.global_step + 1,
+            )
+            for name, value in metrics.items():
+                self._metrics["train"][name].append(value)
+            if self.accelerator.is_main_process:
+                self._append_jsonl(LEDGER_FILE, rows)
+        return self._pass_successes()
 
     # -- logging: TRL's own, plus metrics.jsonl ------------------------------------------------
     def _append_jsonl(self, name: str, rows: list[dict]) -> None:
@@ -267,7 +303,9 @@ class ToolExpanderTrainer(GRPOTrainer):
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
             Path(folder, STATE_FILE).write_text(json.dumps(self.hard_sampler.state_dict()))
 
     def _load_optimizer_and_scheduler(self, checkpoint):

@@ -1,0 +1,115 @@
+"""Seconds per step of `ToolExpanderTrainer` against TRL's plain `GRPOTrainer`: same tiny model,
+data, seed and batch, runs alternated so machine load hits both alike.
+
+Two ratios, one JSON line each:
+- ``grpo_bookkeeping``: our trainer in ``mode=grpo`` (hardness tracking, gathers, ledger,
+  metrics, no demonstrations) / plain TRL: the cost of our code. Target <= 1.05.
+- ``toolexpander``: ``mode=toolexpander`` with the plain prompt / plain TRL: adds what the method
+  itself costs (hard items are posed with demonstrations, so prompts are longer).
+
+    python benchmarks/overhead.py [--repeats 3] [--steps 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+from transformers import TrainerCallback
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.times: list[float] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def run_once(kind: str, model_dir: str, tasks: list[dict], steps: int) -> list[float]:
+    from trl import GRPOConfig, GRPOTrainer
+
+    from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.rewards import get_reward
+    from toolexpander.trainer.config import ToolExpanderConfig
+    from toolexpander.trainer.trainer import ToolExpanderTrainer, tasks_to_dataset
+
+    common = {
+        "output_dir": tempfile.mkdtemp(),
+        "num_generations": 4,
+        "per_device_train_batch_size": 8,
+        "max_completion_length": 32,
+        "max_steps": steps,
+        "learning_rate": 1e-4,
+        "beta": 0.0,
+        "epsilon": 0.2,
+        "epsilon_high": 0.28,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": not torch.cuda.is_available(),
+        "seed": 0,
+        "disable_tqdm": True,
+    }
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    timer = StepTimer()
+    if kind == "plain":
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[get_reward("tool_n1")],
+            args=GRPOConfig(**common),
+            train_dataset=tasks_to_dataset(tasks, "plain"),
+            processing_class=tokenizer,
+            callbacks=[timer],
+        )
+    else:
+        mode = "grpo" if kind == "grpo_bookkeeping" else "toolexpander"
+        config = ToolExpanderConfig(**common, mode=mode, prompt_style="plain", lr_decay_gamma=1.0)
+        trainer = ToolExpanderTrainer(model, config, tasks, processing_class=tokenizer, callbacks=[timer])
+    trainer.train()
+    return timer.times[1:]  # the first step pays one-off warm-up
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=6)
+    args = parser.parse_args()
+
+    from toolexpander.data.suite import build_suite
+    from toolexpander.models import build_tiny_model
+
+    model_dir = build_tiny_model(tempfile.mkdtemp())
+    tasks = build_suite(0)["train"][:16]
+    times: dict[str, list[float]] = {"plain": [], "grpo_bookkeeping": [], "toolexpander": []}
+    for _ in range(args.repeats):
+        for kind in times:  # alternate, so drifts in machine load hit every kind
+            times[kind] += run_once(kind, model_dir, tasks, args.steps)
+    plain = statistics.median(times["plain"])
+    for kind in ("grpo_bookkeeping", "toolexpander"):
+        ours = statistics.median(times[kind])
+        print(
+            json.dumps(
+                {
+                    "benchmark": "overhead",
+                    "compared": kind,
+                    "plain_s_per_step": round(plain, 4),
+                    "ours_s_per_step": round(ours, 4),
+                    "ratio": round(ours / plain, 3),
+                    "steps_timed": len(times[kind]),
+                    "model": "tiny random Qwen2",
+                    "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

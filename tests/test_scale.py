@@ -1,0 +1,142 @@
+"""Scaling paths of `ToolExpanderTrainer` on CPU: two processes (gloo) against one, LoRA, and the
+prompts handed to generation (the same whichever backend generates, vLLM included)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from trl import GRPOTrainer
+
+from toolexpander.cli import main
+from toolexpander.prompts import build_messages
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = str(REPO / "recipes" / "tiny-cpu.yaml")
+LEDGER_KEYS = ("id", "step", "round", "shots", "successes")
+CORRECT_WITH_DEMOS = "tests.scripted_rewards:correct_with_demos"
+ACCELERATE_2PROC = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+ACCELERATE_2PROC += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def train_argv(model_dir: str, out: Path, *overrides: str) -> list[str]:
+    argv = ["train", "--config", RECIPE, "--model_name_or_path", model_dir, "--output_dir", str(out)]
+    return [*argv, "--build_tiny_model", "false", "--save_strategy", "no", *overrides]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def alternating_reward(completions, **kwargs):
+    """Every other rollout correct: every group has reward variance, so the policy gets a gradient."""
+    return [float(i % 2 == 0) for i in range(len(completions))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "per_device_2proc, per_device_1proc, items",
+    [(4, 8, 4), (2, 4, 2)],
+    ids=["whole-groups-per-rank", "groups-split-across-ranks"],
+)
+def test_two_processes_write_the_same_ledger_as_one(
+    tmp_path, tiny_model_dir, per_device_2proc, per_device_1proc, items
+):
+    # `accelerate launch --cpu` ignores --num_processes (one process); --multi_gpu with the recipe's
+    # use_cpu: true starts 2 CPU processes on gloo.
+    common = ["--max_steps", "3", "--max_train_items", str(items), "--correctness_reward", CORRECT_WITH_DEMOS]
+    two = tmp_path / "two"
+    port = ["--main_process_port", str(free_port())]
+    argv = train_argv(tiny_model_dir, two, *common, "--per_device_train_batch_size", str(per_device_2proc))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [*ACCELERATE_2PROC, *port, "-m", "toolexpander", *argv]
+    done = subprocess.run(
+        command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("training items") == 2  # really two processes
+
+    one = tmp_path / "one"
+    argv = train_argv(tiny_model_dir, one, *common, "--per_device_train_batch_size", str(per_device_1proc))
+    assert main(argv) == 0
+
+    ledgers = {}
+    for name, out in (("two", two), ("one", one)):
+        ledger = read_jsonl(out / "hard_samples.jsonl")
+        ledgers[name] = [tuple(row[k] for k in LEDGER_KEYS) for row in ledger]
+        # Written once: one row per group per step, each group whole (G rollouts counted together).
+        assert len({(row["id"], row["step"]) for row in ledger}) == len(ledger)
+        prompts_per_step = per_device_1proc // 4
+        assert [row["step"] for row in ledger] == [s for s in (1, 2, 3) for _ in range(prompts_per_step)]
+        assert all(row["num_generations"] == 4 and row["successes"] in (0, 4) for row in ledger)
+        steps = [m["step"] for m in read_jsonl(out / "metrics.jsonl") if "hard/ratio" in m]
+        assert steps == [1, 2, 3]
+    assert ledgers["two"] == ledgers["one"]
+    assert any(shots > 0 for _, _, _, shots, _ in ledgers["two"])  # the demonstrations path ran
+
+
+def test_lora_trains_and_saves_an_adapter(tmp_path, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "lora"
+    lora = ["--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8"]
+    lora += ["--lora_target_modules", "q_proj", "v_proj"]
+    reward = ["--correctness_reward", "tests.test_scale:alternating_reward"]
+    argv = train_argv(tiny_model_dir, out, "--max_steps", "2", "--max_train_items", "2", *reward, *lora)
+    assert main(argv) == 0
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == 4 and set(config["target_modules"]) == {"q_proj", "v_proj"}
+    weights = load_file(out / "adapter_model.safetensors")
+    lora_b = {name: w for name, w in weights.items() if "lora_B" in name}
+    # PEFT starts every lora_B at zero: a non-zero one means the optimizer updated the adapter.
+    assert lora_b and any(w.abs().sum() > 0 for w in lora_b.values())
+    assert [m["step"] for m in read_jsonl(out / "metrics.jsonl") if "hard/ratio" in m] == [1, 2]
+    assert {row["step"] for row in read_jsonl(out / "hard_samples.jsonl")} == {1, 2}
+
+
+def test_generation_receives_demonstrations_for_hard_items_whichever_backend(tmp_path, tiny_model_dir):
+    """Prompts are rendered before TRL's generation (HF generate or vLLM alike): patching TRL's
+    `_generate_and_score_completions` shows exactly what any backend would be asked to complete."""
+    from toolexpander.data.suite import build_suite
+    from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.trainer.config import ToolExpanderConfig
+    from toolexpander.trainer.trainer import ToolExpanderTrainer
+
+    tasks = build_suite()["train"][:2]
+    config = ToolExpanderConfig(
+        output_dir=str(tmp_path),
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_completion_length=8,
+        max_steps=1,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        prompt_style="plain",
+    )
+    model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
+    trainer = ToolExpanderTrainer(model, config, tasks, processing_class=tokenizer)
+    trainer.model.train()
+    hard, easy = tasks
+    trainer.hard_sampler.tracker.record(hard["id"], 0, 4, step=1, shots=0)
+    inputs = [trainer.train_dataset[i] for i in (0, 1) for _ in range(4)]
+
+    with mock.patch.object(GRPOTrainer, "_generate_and_score_completions", return_value={}) as generate:
+        trainer._generate_and_score_completions(inputs)
+    (posed,), _ = generate.call_args
+    demos = trainer.hard_sampler.bank.select(hard, 1)
+    assert len(demos) == 1 and demos[0]["source_id"] != hard["id"]
+    with_demo = build_messages(hard, style="plain", demos=demos)
+    assert [x["prompt"] for x in posed] == [with_demo] * 4 + [build_messages(easy, style="plain")] * 4
+    assert sum(m["role"] == "user" for m in posed[0]["prompt"]) == 2
+    assert [x["id"] for x in posed] == [hard["id"]] * 4 + [easy["id"]] * 4
