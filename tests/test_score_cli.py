@@ -1,0 +1,121 @@
+"""``toolexpander score``, run in-process."""
+
+import json
+
+import pytest
+
+from toolexpander.cli import main
+from toolexpander.prompts import render_answer
+
+CALL = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+RIGHT = render_answer([CALL])
+WRONG = render_answer([{"name": "get_weather", "arguments": {"city": "Lima"}}])
+
+
+def write_lines(path, lines):
+    path.write_text(
+        "".join(line if isinstance(line, str) else json.dumps(line) for line in lines), encoding="utf-8"
+    )
+    return path
+
+
+def scored(text):
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.fixture
+def good_file(tmp_path):
+    return write_lines(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "a", "completion": RIGHT, "answer": [CALL], "extra": {"kept": True}},
+            "\n",
+            {"id": 7, "completion": WRONG, "answer": json.dumps([CALL])},
+            "\n\n",
+            {"completion": [{"role": "assistant", "content": RIGHT}], "answer": [CALL]},
+            "\n",
+            {"completion": "no answer", "answer": None},
+            "\n",
+        ],
+    )
+
+
+def test_scores_every_line_in_order_to_stdout(good_file, capsys):
+    assert main(["score", "--reward", "tool_n1", str(good_file)]) == 0
+    out = scored(capsys.readouterr().out)
+    assert [line["reward"] for line in out] == [1.0, 0.0, 1.0, 0.0]
+    assert out[0] == {
+        "id": "a",
+        "completion": RIGHT,
+        "answer": [CALL],
+        "extra": {"kept": True},
+        "reward": 1.0,
+    }
+    assert out[1]["id"] == 7
+
+
+@pytest.mark.parametrize(
+    "reward, expected", [("toolrl", [4.0, 2.0, 4.0, -3.0]), ("self_exemplify", [0.0] * 4)]
+)
+def test_other_rewards(good_file, capsys, reward, expected):
+    assert main(["score", "--reward", reward, str(good_file)]) == 0
+    assert [line["reward"] for line in scored(capsys.readouterr().out)] == pytest.approx(expected)
+
+
+def test_out_file(good_file, tmp_path, capsys):
+    out = tmp_path / "scored.jsonl"
+    assert main(["score", str(good_file), "--out", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    assert [line["reward"] for line in scored(out.read_text(encoding="utf-8"))] == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_malformed_lines_are_all_reported_and_nothing_is_written(tmp_path, capsys):
+    path = write_lines(
+        tmp_path / "bad.jsonl",
+        [
+            {"completion": RIGHT, "answer": [CALL]},
+            "\n{not json\n",
+            {"answer": [CALL]},
+            "\n",
+            {"completion": 3, "answer": [CALL]},
+            "\n",
+            {"completion": RIGHT, "answer": {"name": "f"}},
+            "\n[1, 2]\n",
+            {"completion": RIGHT, "answer": [], "id": [1]},
+            "\n",
+        ],
+    )
+    out = tmp_path / "scored.jsonl"
+    assert main(["score", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    for line, reason in [
+        (2, "not valid JSON"),
+        (3, "missing field 'completion'"),
+        (4, "'completion' must be"),
+        (5, "'answer' must be"),
+        (6, "a line must be a JSON object, got list"),
+        (7, "'id' must be"),
+    ]:
+        assert f"{path}:{line}: {reason}" in err
+    assert f"{path}:1:" not in err
+    assert "error: 6 malformed line(s)" in err
+    assert not out.exists()
+
+
+def test_unknown_reward_exits_2(good_file, capsys):
+    assert main(["score", "--reward", "nope", str(good_file)]) == 2
+    assert "unknown reward 'nope'" in capsys.readouterr().err
+
+
+def test_missing_file_exits_2(tmp_path, capsys):
+    assert main(["score", str(tmp_path / "absent.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_user_reward_by_import_path(good_file, tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_rewards.py").write_text(
+        "def length(completions, answer, **kwargs):\n    return [float(len(str(c))) for c in completions]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["score", "--reward", "my_rewards:length", str(good_file)]) == 0
+    assert [line["reward"] for line in scored(capsys.readouterr().out)][1] == float(len(WRONG))
