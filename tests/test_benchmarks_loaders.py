@@ -170,7 +170,7 @@ def test_bfcl_bad_lines_become_problems(tmp_path):
     result = load_bfcl(path)
     assert [r["id"] for r in result.records] == ["simple_python_0"]
     assert [(p.line, p.reason.split(":")[0]) for p in result.problems] == [
-        (2, "invalid JSON"),
+        (2, "broken JSON"),
         (3, "not a BFCL item"),
     ]
     assert "no ground truth for id 'simple_python_2'" in result.problems[1].reason
@@ -289,8 +289,10 @@ def test_parse_api_request_rejects_non_literals(text):
         ("bfcl/possible_answer/BFCL_v4_simple_python.json", None),
         (OFFICIAL_L2, "apibank"),
         (HAMMER_L1, "hammer"),
+        (str(Path(__file__).parent / "fixtures" / "xlam_sample.json"), None),  # same keys, query a string
         (TOOLRL_L3, "toolrl_apibank"),
         ("glaive/glaive_toolcall_en_demo.json", None),
+        ("toolrl/dataset/rlla_4k/test.parquet", None),  # not text
         ("README.md", None),
         ("no/such/file.json", None),
     ],

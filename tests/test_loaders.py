@@ -14,6 +14,7 @@ from toolexpander.data.loaders import (
     flat_params_schema,
     load_records,
     parse_python_calls,
+    toolrl_tools,
 )
 from toolexpander.data.schema import Problem, record_errors
 from toolexpander.errors import UserError
@@ -82,6 +83,33 @@ def test_toolrl_rl_split_parquet(shared_data):
     assert "is not among the offered tools" in result.problems[0].reason
     assert_clean(result.records)
     assert result.records[0]["answer"] == [{"name": "GetNews", "arguments": {"page": "1"}}]
+
+
+TOOLRL_Q = {"q": {"type": "str", "description": "query"}}
+
+
+@pytest.mark.parametrize(
+    ("system", "name", "description"),
+    [
+        (f"1. Name: Find\nDescription: d\nParameters: {json.dumps(TOOLRL_Q)}", "Find", "d"),
+        (f"1. Name: Find\nDescription: d\nParameters: {TOOLRL_Q!r}", "Find", "d"),  # API-Bank: Python literal
+        (f"1. Find: d\nParameters: {TOOLRL_Q!r}", "Find", "d"),  # API-Bank level 3
+    ],
+)
+def test_toolrl_tools_layouts(system, name, description):
+    assert toolrl_tools(system) == [
+        {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": TOOLRL_Q, "required": ["q"]},
+        }
+    ]
+
+
+@pytest.mark.parametrize("parameters", ["{'q': }", "__import__('os').getcwd()"])
+def test_toolrl_tools_reject_what_is_not_a_literal(parameters):
+    with pytest.raises(ValueError, match="broken tool parameters JSON"):
+        toolrl_tools(f"1. Name: Find\nDescription: d\nParameters: {parameters}")
 
 
 # ----- glaive ------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from toolexpander.data.loaders import flat_params_schema, parse_python_calls
+from toolexpander.data.loaders import api_tool, parse_python_calls, read_rows, toolrl_messages, toolrl_tools
 from toolexpander.data.schema import LoadResult, Problem, make_record, record_errors
 from toolexpander.errors import UserError
 from toolexpander.prompts import render_calls
@@ -69,19 +69,6 @@ def bfcl_category(path: str | Path, first_id: str | None = None) -> str | None:
     if match:
         return match["category"]
     return first_id.rsplit("_", 1)[0] if first_id else None
-
-
-def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
-    """``(line number, parsed object or the JSONDecodeError)`` for each non-empty line."""
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    rows.append((number, json.loads(line)))
-                except json.JSONDecodeError as error:
-                    rows.append((number, error))
-    return rows
 
 
 _SKIP = object()
@@ -198,8 +185,8 @@ def load_bfcl(path: str | Path) -> LoadResult:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"BFCL file {path} does not exist")
-    rows = _read_jsonl(path)
-    first_id = next((row.get("id") for _, row in rows if isinstance(row, dict)), None)
+    rows = read_rows(path)
+    first_id = next((row.get("id") for _, row, _ in rows if isinstance(row, dict)), None)
     category = bfcl_category(path, first_id)
     if category not in BFCL_CATEGORIES:
         raise UserError(
@@ -212,12 +199,12 @@ def load_bfcl(path: str | Path) -> LoadResult:
         if not answer_path.is_file():
             raise UserError(f"BFCL ground truth {answer_path} does not exist (needed for {path.name})")
         truths = {
-            row["id"]: row for _, row in _read_jsonl(answer_path) if isinstance(row, dict) and "id" in row
+            row["id"]: row for _, row, _ in read_rows(answer_path) if isinstance(row, dict) and "id" in row
         }
     result = LoadResult()
-    for line, entry in rows:
-        if isinstance(entry, json.JSONDecodeError):
-            result.problems.append(Problem(str(path), line, f"invalid JSON: {entry}"))
+    for line, entry, reason in rows:
+        if reason is not None:
+            result.problems.append(Problem(str(path), line, reason))
             continue
         try:
             record = _bfcl_record(entry, truths, category)
@@ -248,12 +235,6 @@ def _bfcl_record(entry: dict, truths: dict[str, dict], category: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------ API-Bank
-
-
-def api_tool(name: str, description: str, parameters: dict) -> dict:
-    """An API-Bank API (``{param: {type, description}}``) as a tool whose parameters are a
-    JSON-schema object, each parameter's dict kept as published (`flat_params_schema`)."""
-    return {"name": name, "description": description, "parameters": flat_params_schema(parameters)}
 
 
 def _api_description_tool(description: dict) -> dict:
@@ -397,8 +378,8 @@ def _load_array(path: str | Path, convert) -> LoadResult:
     return result
 
 
-def _apibank_id(level: int, index: int) -> str:
-    return f"apibank_l{level}_{index}"
+def _apibank_record(level: int, index: int, messages: list, tools: list, answer: list) -> dict:
+    return make_record(f"apibank_l{level}_{index}", messages, tools, answer, category=f"apibank_l{level}")
 
 
 def _official_record(item: dict, level: int, index: int) -> dict:
@@ -409,7 +390,7 @@ def _official_record(item: dict, level: int, index: int) -> dict:
     if not expected.startswith("API-Request:"):
         raise ValueError(f"expected_output does not start with 'API-Request:': {expected[:60]!r}")
     answer = parse_api_request(expected.removeprefix("API-Request:"))
-    return make_record(_apibank_id(level, index), messages, tools, answer, category=f"apibank_l{level}")
+    return _apibank_record(level, index, messages, tools, answer)
 
 
 def load_apibank(path: str | Path) -> LoadResult:
@@ -434,7 +415,7 @@ def _hammer_record(item: dict, level: int, index: int) -> dict:
     tools = [api_tool(t["name"], t.get("description", ""), t.get("parameters", {})) for t in item["tools"]]
     messages = [_hammer_turn(message) for message in item["query"]]
     answer = [{"name": a["name"], "arguments": a["arguments"]} for a in item["answers"]]
-    return make_record(_apibank_id(level, index), messages, tools, answer, category=f"apibank_l{level}")
+    return _apibank_record(level, index, messages, tools, answer)
 
 
 def load_hammer(path: str | Path) -> LoadResult:
@@ -442,40 +423,10 @@ def load_hammer(path: str | Path) -> LoadResult:
     return _load_array(path, _hammer_record)
 
 
-# Levels 1-2 write "1. Name: X\nDescription: d\nParameters: {...}", level 3 "1. X: d\nParameters: {...}".
-_TOOLRL_TOOL = re.compile(
-    r"^\d+\. (?:Name: (?P<name>.*)\nDescription: |(?P<short_name>\w+): )(?P<description>.*)\n"
-    r"Parameters: (?P<parameters>.*)$",
-    re.MULTILINE,
-)
-_TOOLRL_TURN = re.compile(r"<(user|response|tool_call|obs)>(.*?)</\1>", re.DOTALL)
-
-
-def _toolrl_calls(text: str) -> list[dict]:
-    """ToolRL's ``<tool_call>`` body: one ``{"name", "parameters"}`` JSON object per line."""
-    calls = [json.loads(line) for line in text.strip().splitlines() if line.strip()]
-    return [{"name": call["name"], "arguments": call["parameters"]} for call in calls]
-
-
 def _toolrl_record(item: dict, level: int, index: int) -> dict:
-    tools = [
-        api_tool(
-            (m["name"] or m["short_name"]).strip(),
-            m["description"].strip(),
-            ast.literal_eval(m["parameters"]),
-        )
-        for m in _TOOLRL_TOOL.finditer(item["system"])
-    ]
-    messages = []
-    for tag, body in _TOOLRL_TURN.findall(item["user"]):
-        if tag == "tool_call":
-            messages.append({"role": "assistant", "content": render_calls(_toolrl_calls(body))})
-        else:
-            role = {"user": "user", "response": "assistant", "obs": "tool"}[tag]
-            messages.append({"role": role, "content": body.strip()})
     gold = item["answer"] if isinstance(item["answer"], list) else [item["answer"]]
     answer = [{"name": call["name"], "arguments": call["parameters"]} for call in gold]
-    return make_record(_apibank_id(level, index), messages, tools, answer, category=f"apibank_l{level}")
+    return _apibank_record(level, index, toolrl_messages(item["user"]), toolrl_tools(item["system"]), answer)
 
 
 def load_toolrl_apibank(path: str | Path) -> LoadResult:
@@ -501,9 +452,12 @@ LOADERS = {
 
 
 def _first_object(path: Path) -> Any:
-    """The first JSON value of a JSON array file, or the first line of a JSON Lines file."""
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
+    """The first JSON value of a JSON array file, or the first line of a JSON Lines file; None
+    for a file that is not UTF-8 text (a parquet file)."""
+    try:
+        stripped = path.read_text(encoding="utf-8").lstrip()
+    except UnicodeDecodeError:
+        return None
     decoder = json.JSONDecoder()
     try:
         if stripped.startswith("["):
@@ -524,4 +478,6 @@ def detect_benchmark_format(path: str | Path) -> str | None:
         return None
     if {"id", "question", "function"} <= first.keys():
         return "bfcl"
+    if _ARRAY_KEYS["hammer"] <= first.keys() and not isinstance(first["query"], list):
+        return None  # xLAM's rows have the same keys, with the query as one string
     return next((name for name, keys in _ARRAY_KEYS.items() if keys <= first.keys()), None)

@@ -201,6 +201,18 @@ def flat_params_schema(params: Any) -> Any:
     }
 
 
+def api_tool(name: str, description: str, parameters: Any) -> dict:
+    """A tool from its parts; its flat parameter dict (API-Bank's, Hammer's, ToolRL's) becomes a
+    JSON-schema object by `flat_params_schema`, the conversion xLAM's tools get too.
+
+    Parameter types stay as published (``"str, optional"``, ``"int"``), not mapped to JSON-schema
+    names: the published type is what tells `flat_params_schema` that a parameter is optional,
+    and API-Bank is scored by exact match of call names and arguments, so schemas never change
+    a score.
+    """
+    return {"name": name, "description": description, "parameters": flat_params_schema(parameters)}
+
+
 def _flat_tool(tool: Any) -> Any:
     if isinstance(tool, dict) and "parameters" in tool:
         return {**tool, "parameters": flat_params_schema(tool["parameters"])}
@@ -221,20 +233,39 @@ def _convert_xlam(row: dict, index: int) -> Iterator[dict]:
     yield make_record(f"xlam-{row.get('id', index)}", query, tools, answer)
 
 
-_TOOLRL_TOOL = re.compile(r"^\d+\. Name: (.*)\nDescription: (.*)\nParameters: (.*)$", re.MULTILINE)
+# ToolRL's training rows and API-Bank levels 1-2 write "1. Name: X\nDescription: d\nParameters: {...}",
+# its API-Bank level 3 writes "1. X: d\nParameters: {...}".
+_TOOLRL_TOOL = re.compile(
+    r"^\d+\. (?:Name: (?P<name>.*)\nDescription: |(?P<short_name>\w+): )(?P<description>.*)\n"
+    r"Parameters: (?P<parameters>.*)$",
+    re.MULTILINE,
+)
 _TOOLRL_BLOCK = re.compile(r"<(user|think|tool_call|obs|response)>(.*?)</\1>", re.DOTALL)
 _TOOLRL_ROLES = {"user": "user", "obs": "tool", "response": "assistant"}
 
 
+def _json_or_literal(text: str, what: str) -> Any:
+    """JSON text, else a Python literal (ToolRL's API-Bank files write ``{'q': {...}}``), read by
+    `ast.literal_eval`: nothing is ever evaluated. The JSON error is raised when neither reads."""
+    try:
+        return _loads(text, what)
+    except ValueError as error:
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError):
+            raise error from None
+
+
 def toolrl_tools(system: str) -> list[dict]:
-    """The tools of a ToolRL system text (``N. Name: / Description: / Parameters: {json}`` lines)."""
+    """The tools of a ToolRL system text (``N. Name: / Description: / Parameters:`` lines, or
+    ``N. <name>: <description> / Parameters:`` in API-Bank level 3), converted by `api_tool`."""
     return [
-        {
-            "name": name.strip(),
-            "description": description.strip(),
-            "parameters": flat_params_schema(_loads(params, "tool parameters")),
-        }
-        for name, description, params in _TOOLRL_TOOL.findall(system)
+        api_tool(
+            (match["name"] or match["short_name"]).strip(),
+            match["description"].strip(),
+            _json_or_literal(match["parameters"], "tool parameters"),
+        )
+        for match in _TOOLRL_TOOL.finditer(system)
     ]
 
 
@@ -352,9 +383,9 @@ CONVERTERS: dict[str, Converter] = {
 Row = tuple[int, Any, str | None]
 
 
-def _read_file(path: str) -> list[Row]:
+def read_rows(path: str | Path) -> list[Row]:
     """Rows of a parquet file, a JSON array or a JSON Lines file (told apart by the first character)."""
-    if path.endswith(".parquet"):
+    if str(path).endswith(".parquet"):
         import pyarrow.parquet as pq  # comes with datasets; only parquet needs it
 
         return [(line, row, None) for line, row in enumerate(pq.read_table(path).to_pylist(), 1)]
@@ -495,7 +526,7 @@ def load_records(source: str, format: str = "auto", *, split: str | None = None)
         raise UserError(f"{source} does not exist")
     if format in BENCHMARK_FORMATS:
         return _load_benchmark(format, source, is_file)
-    rows = _read_file(source) if is_file else _read_hub(source, split)
+    rows = read_rows(source) if is_file else _read_hub(source, split)
     first = next((row for _, row, error in rows if error is None), None)
     if format == "auto":
         format = detect_format(first) or _benchmark_format(source, is_file) or detect_format(None, source)
