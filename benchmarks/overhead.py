@@ -20,6 +20,7 @@ import time
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
 
 
 class StepTimer(TrainerCallback):
@@ -73,6 +74,7 @@ def run_once(kind: str, model_dir: str, tasks: list[dict], steps: int) -> list[f
         mode = "grpo" if kind == "grpo_bookkeeping" else "toolexpander"
         config = ToolExpanderConfig(**common, mode=mode, prompt_style="plain", lr_decay_gamma=1.0)
         trainer = ToolExpanderTrainer(model, config, tasks, processing_class=tokenizer, callbacks=[timer])
+    trainer.remove_callback(PrinterCallback)  # stdout holds only the JSON lines
     trainer.train()
     return timer.times[1:]  # the first step pays one-off warm-up
 
