@@ -9,7 +9,7 @@ import sys
 from toolexpander import __version__
 from toolexpander.errors import UserError
 
-# (module, function): each ``register(subparsers)`` adds its subcommands with ``set_defaults(run=...)``.
+# Each module's ``register(subparsers)`` adds its subcommands with ``set_defaults(run=...)``.
 COMMAND_MODULES = (
     "toolexpander.data.commands",
     "toolexpander.rewards.commands",
@@ -22,7 +22,9 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="toolexpander", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="toolexpander", description="Teach small LLMs to call tools: GRPO + ToolExpander (arXiv 2510.07737)."
+    )
     parser.add_argument("--version", action="version", version=f"toolexpander {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:

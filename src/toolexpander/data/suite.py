@@ -1,6 +1,6 @@
 """The built-in tool task suite: synthetic tool-calling tasks, generated deterministically from a seed.
 
-31 tools in 24 domains, each a JSON-schema function with typed parameters (string, integer, number,
+31 tools in 25 domains, each a JSON-schema function with typed parameters (string, integer, number,
 boolean, array, enum, optional ones) and six query templates. Five tools are held out entirely: they
 appear only in the ``test_unseen_tools`` split. Splits:
 
