@@ -1,0 +1,90 @@
+"""How hard the built-in tool suite is for the demo's base model, zero-shot and with two demonstrations.
+
+The suite is meant to sit where ToolExpander helps (SPEC §5): the weak model solves almost nothing
+zero-shot and a fair share with two demonstrations. This poses the first ``--n`` test items to the
+model twice, greedy: alone, and with two gold demonstrations from the train split chosen as training
+chooses them (`toolexpander.hard_sampling.demo_bank.DemoBank`: same tool first, then BM25). It scores
+with Tool-N1's binary reward and prints one JSON line::
+
+    {"zero_shot_accuracy", "two_shot_accuracy", "zero_shot_well_formed", "two_shot_well_formed", "n", ...}
+
+Well-formed: a think block and a parsable call list. Run: ``python benchmarks/suite_difficulty.py``
+(greedy; bfloat16 by default, which CPUs with AMX/AVX512-BF16 run about twice as fast as
+float32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from toolexpander.data.suite import build_suite
+from toolexpander.hard_sampling.demo_bank import DemoBank
+from toolexpander.models import SMOLLM2_HUB_ID, load_model_and_tokenizer
+from toolexpander.prompts import build_messages
+from toolexpander.rewards import extract_tool_calls, tool_n1_score
+from toolexpander.rewards.parsing import has_think_tags
+
+
+def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy completions in left-padded batches with attention masks, stopping after the call block.
+
+    Prompts are batched by length (less padding), and the completions returned in input order.
+    """
+    prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    texts: dict[int, str] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            output = model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,
+                                    stop_strings=["</tool_call>"], tokenizer=tokenizer)
+        decoded = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        texts.update(zip(chunk, decoded, strict=True))
+    return [texts[i] for i in range(len(prompts))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=SMOLLM2_HUB_ID, help="hub id, folder or .gguf file")
+    parser.add_argument("--n", type=int, default=24, help="test items to pose")
+    parser.add_argument("--split", default="test", help="suite split the items come from")
+    parser.add_argument("--seed", type=int, default=0, help="suite seed")
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--dtype", default="bfloat16", help="bfloat16 halves the CPU time of float32")
+    parser.add_argument("--show", action="store_true", help="also print each completion")
+    args = parser.parse_args()
+
+    suite = build_suite(args.seed)
+    tasks = suite[args.split][: args.n]
+    bank = DemoBank(suite["train"], sources=("gold",), seed=args.seed)
+    model, tokenizer = load_model_and_tokenizer(args.model, dtype=getattr(torch, args.dtype))
+
+    result: dict[str, float | int] = {}
+    started = time.perf_counter()
+    for shots, label in ((0, "zero_shot"), (2, "two_shot")):
+        conversations = [build_messages(t, demos=bank.select(t, shots) if shots else ()) for t in tasks]
+        completions = generate(model, tokenizer, conversations, args.max_new_tokens, args.batch_size)
+        scores = [tool_n1_score(text, task["answer"]) for text, task in zip(completions, tasks, strict=True)]
+        formed = [has_think_tags(text) and extract_tool_calls(text) is not None for text in completions]
+        result[f"{label}_accuracy"] = round(sum(scores) / len(tasks), 4)
+        result[f"{label}_well_formed"] = round(sum(formed) / len(tasks), 4)
+        for kind in ("single", "parallel", "no_call"):
+            of_kind = [s for s, t in zip(scores, tasks, strict=True) if t["kind"] == kind]
+            result[f"{label}_{kind}"] = f"{int(sum(of_kind))}/{len(of_kind)}"
+        if args.show:
+            for task, text, score in zip(tasks, completions, scores, strict=True):
+                print(json.dumps({"shots": shots, "id": task["id"], "score": score, "gold": task["answer"],
+                                  "completion": text}, ensure_ascii=False))
+    result["n"] = len(tasks)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
