@@ -18,19 +18,25 @@ RECIPE = str(REPO / "recipes" / "tiny-cpu.yaml")
 HARD_METRICS = ("hard/ratio", "hard/solved_ratio", "hard/demo_share", "hard/mean_shots", "hard/unsolved")
 
 
-def train(tmp_path, tiny_model_dir, *overrides: str) -> Path:
-    out = tmp_path / "run"
-    argv = [
+def train_argv(model_dir: str, out: Path, *overrides: str) -> list[str]:
+    """``toolexpander train`` arguments for the tiny recipe on an already built model."""
+    return [
         "train",
         "--config",
         RECIPE,
         "--model_name_or_path",
-        tiny_model_dir,
+        model_dir,
         "--build_tiny_model",
         "false",
+        "--output_dir",
+        str(out),
+        *overrides,
     ]
-    argv += ["--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no", *overrides]
-    assert main(argv) == 0
+
+
+def train(tmp_path, tiny_model_dir, *overrides: str) -> Path:
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_model_dir, out, "--max_steps", "2", "--save_strategy", "no", *overrides)) == 0
     return out
 
 
@@ -139,31 +145,13 @@ def test_reroll_poses_all_fail_groups_again_in_the_same_step(tmp_path, tiny_mode
     ],
 )
 def test_bad_configs_exit_2_with_a_clear_message(tmp_path, tiny_model_dir, capsys, overrides, message):
-    argv = [
-        "train",
-        "--config",
-        RECIPE,
-        "--model_name_or_path",
-        tiny_model_dir,
-        "--build_tiny_model",
-        "false",
-    ]
-    assert exit_code([*argv, "--output_dir", str(tmp_path / "x"), *overrides]) == 2
+    assert exit_code(train_argv(tiny_model_dir, tmp_path / "x", *overrides)) == 2
     captured = capsys.readouterr()
     assert message in captured.err + captured.out
 
 
 def test_missing_model_path_exits_2(tmp_path, capsys):
-    argv = [
-        "train",
-        "--config",
-        RECIPE,
-        "--model_name_or_path",
-        "./no/such/model",
-        "--build_tiny_model",
-        "false",
-    ]
-    assert exit_code([*argv, "--output_dir", str(tmp_path / "x")]) == 2
+    assert exit_code(train_argv("./no/such/model", tmp_path / "x")) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -176,19 +164,9 @@ def exit_code(argv: list[str]) -> int:
 
 
 def _train_subprocess(out: Path, tiny_model_dir: str, *extra: str) -> subprocess.Popen:
-    argv = [
-        sys.executable,
-        "-m",
-        "toolexpander",
-        "train",
-        "--config",
-        RECIPE,
-        "--model_name_or_path",
+    argv = train_argv(
         tiny_model_dir,
-        "--build_tiny_model",
-        "false",
-        "--output_dir",
-        str(out),
+        out,
         "--max_steps",
         "6",
         "--save_steps",
@@ -198,10 +176,11 @@ def _train_subprocess(out: Path, tiny_model_dir: str, *extra: str) -> subprocess
         "--correctness_reward",
         "tests.scripted_rewards:correct_with_demos",
         *extra,
-    ]
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = (out.parent / f"{out.name}.log").open("a")  # a file, not a pipe nobody reads: that could block
     return subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "toolexpander", *argv], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
     )
 
 

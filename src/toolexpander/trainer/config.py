@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from trl import GRPOConfig
 
 MODES = ("toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only")
@@ -146,8 +147,16 @@ class ToolExpanderConfig(GRPOConfig):
     beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0 means no reference model (paper)."})
     epsilon: float = field(default=0.2, metadata={"help": "Lower clipping bound of the ratio."})
     epsilon_high: float | None = field(default=0.28, metadata={"help": "Upper clipping bound (clip-higher)."})
+    per_device_train_batch_size: int = field(
+        default=10, metadata={"help": "Completions per device and step (prompts x num_generations)."}
+    )
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; default: on with a CUDA GPU, off on CPU."}
+    )
 
     def __post_init__(self):
+        if self.bf16 is None and not self.fp16:  # TRL defaults to bf16, which a CPU-only run rejects
+            self.bf16 = torch.cuda.is_available()
         super().__post_init__()
         problems = []
         if self.mode not in MODES:
