@@ -22,30 +22,12 @@ import time
 import torch
 
 from toolexpander.data.suite import build_suite
+from toolexpander.evaluation.generation import generate_completions
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.models import SMOLLM2_HUB_ID, load_model_and_tokenizer
 from toolexpander.prompts import build_messages
 from toolexpander.rewards import extract_tool_calls, tool_n1_score
 from toolexpander.rewards.parsing import has_think_tags
-
-
-def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy completions in left-padded batches with attention masks, stopping after the call block.
-
-    Prompts are batched by length (less padding), and the completions returned in input order.
-    """
-    prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    texts: dict[int, str] = {}
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            output = model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,
-                                    stop_strings=["</tool_call>"], tokenizer=tokenizer)
-        decoded = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        texts.update(zip(chunk, decoded, strict=True))
-    return [texts[i] for i in range(len(prompts))]
 
 
 def main() -> None:
@@ -69,7 +51,9 @@ def main() -> None:
     started = time.perf_counter()
     for shots, label in ((0, "zero_shot"), (2, "two_shot")):
         conversations = [build_messages(t, demos=bank.select(t, shots) if shots else ()) for t in tasks]
-        completions = generate(model, tokenizer, conversations, args.max_new_tokens, args.batch_size)
+        completions = generate_completions(
+            model, tokenizer, conversations, args.max_new_tokens, args.batch_size
+        )
         scores = [tool_n1_score(text, task["answer"]) for text, task in zip(completions, tasks, strict=True)]
         formed = [has_think_tags(text) and extract_tool_calls(text) is not None for text in completions]
         result[f"{label}_accuracy"] = round(sum(scores) / len(tasks), 4)
@@ -79,8 +63,18 @@ def main() -> None:
             result[f"{label}_{kind}"] = f"{int(sum(of_kind))}/{len(of_kind)}"
         if args.show:
             for task, text, score in zip(tasks, completions, scores, strict=True):
-                print(json.dumps({"shots": shots, "id": task["id"], "score": score, "gold": task["answer"],
-                                  "completion": text}, ensure_ascii=False))
+                print(
+                    json.dumps(
+                        {
+                            "shots": shots,
+                            "id": task["id"],
+                            "score": score,
+                            "gold": task["answer"],
+                            "completion": text,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
     result["n"] = len(tasks)
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
