@@ -252,3 +252,33 @@ def test_bonus_advantage_depends_on_scale_rewards(
     for group in (advantages[:4], advantages[4:]):
         assert low <= group[0] <= high  # the rollout with the bonus
         assert all(-high / 3 <= a < 0 for a in group[1:])
+
+
+def test_replace_rows_pads_each_side_and_takes_the_marked_rows():
+    import torch
+
+    from toolexpander.trainer.trainer import replace_rows
+
+    base = {
+        "prompt_ids": torch.tensor([[1, 2], [3, 4]]),
+        "prompt_mask": torch.ones(2, 2, dtype=torch.long),
+        "completion_ids": torch.tensor([[5], [6]]),
+        "completion_mask": torch.ones(2, 1, dtype=torch.long),
+        "advantages": torch.tensor([0.0, 0.0]),
+        "old_per_token_logps": None,
+    }
+    other = {
+        "prompt_ids": torch.tensor([[7, 8, 9], [10, 11, 12]]),
+        "prompt_mask": torch.ones(2, 3, dtype=torch.long),
+        "completion_ids": torch.tensor([[13, 14], [15, 16]]),
+        "completion_mask": torch.ones(2, 2, dtype=torch.long),
+        "advantages": torch.tensor([1.0, -1.0]),
+    }
+    merged = replace_rows(base, other, [False, True])
+    assert merged["prompt_ids"].tolist() == [[0, 1, 2], [10, 11, 12]]  # prompts padded on the left
+    assert merged["prompt_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]
+    assert merged["completion_ids"].tolist() == [[5, 0], [15, 16]]  # completions on the right
+    assert merged["completion_mask"].tolist() == [[1, 0], [1, 1]]
+    assert merged["advantages"].tolist() == [0.0, -1.0]
+    assert merged["old_per_token_logps"] is None
+    assert replace_rows(base, other, [False, False]) is base

@@ -1,6 +1,6 @@
 """`ToolExpanderTrainer`: TRL's `GRPOTrainer` with Dynamic Multi-Round Hard Sampling.
 
-This is the only module that touches TRL internals. It overrides four private methods, whose
+This is the only module that touches TRL internals. It overrides these private methods, whose
 signatures `tests/test_trl_canary.py` pins:
 - `_generate_and_score_completions(inputs)`: re-renders the prompt of each drawn item with its
   current demonstrations before generation; optionally re-rolls all-fail groups with
@@ -214,11 +214,20 @@ class ToolExpanderTrainer(GRPOTrainer):
                 ]
                 second = super()._generate_and_score_completions(self._pose(inputs, retry))
                 self._observe_pass(keep=hard)  # the other groups of this pass are discarded
-                output = replace_rows(output, second, [hard[g] for g in groups])
+                output = self._merge(output, second, [hard[g] for g in groups])
                 self._metrics["train"]["rollouts/rerolled_groups"].append(float(sum(hard)))
         elif self.args.mode == "dapo_filter":
             output = self._dapo_fill(groups, successes, output)
         return output
+
+    def _merge(self, output: dict, second: dict, take_second: list[bool]) -> dict:
+        """`replace_rows`, then the token count the loss is normalised by, over all ranks."""
+        merged = replace_rows(output, second, take_second)
+        loss_mask = merged["completion_mask"]
+        if merged.get("tool_mask") is not None:
+            loss_mask = loss_mask * merged["tool_mask"]
+        merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        return merged
 
     def _dapo_fill(self, groups: list[int], successes: list[int], output: dict) -> dict:
         """DAPO dynamic sampling: replace zero-variance groups by groups of fresh prompts."""
@@ -233,7 +242,7 @@ class ToolExpanderTrainer(GRPOTrainer):
             fresh_successes = self._pass_successes()
             useful = [f and s not in (0, self.num_generations) for f, s in zip(flat, fresh_successes)]
             self._observe_pass(keep=useful)
-            output = replace_rows(output, second, [useful[g] for g in groups])
+            output = self._merge(output, second, [useful[g] for g in groups])
             flat = [f and not u for f, u in zip(flat, useful)]
         return output
 
