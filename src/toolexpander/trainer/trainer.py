@@ -315,7 +315,13 @@ class ToolExpanderTrainer(GRPOTrainer):
             folder = os.path.join(
                 self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             )
-            Path(folder, STATE_FILE).write_text(json.dumps(self.hard_sampler.state_dict()))
+            # The DAPO fill draws its fresh prompts from its own RNG: it resumes where it stood.
+            version, internal, gauss = self._fresh_rng.getstate()
+            state = {
+                "hard_sampler": self.hard_sampler.state_dict(),
+                "fresh_rng": [version, list(internal), gauss],
+            }
+            Path(folder, STATE_FILE).write_text(json.dumps(state))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -323,7 +329,10 @@ class ToolExpanderTrainer(GRPOTrainer):
             return
         state_path = Path(checkpoint, STATE_FILE)
         if state_path.is_file():
-            self.hard_sampler.load_state_dict(json.loads(state_path.read_text()))
+            state = json.loads(state_path.read_text())
+            self.hard_sampler.load_state_dict(state["hard_sampler"])
+            version, internal, gauss = state["fresh_rng"]
+            self._fresh_rng.setstate((version, tuple(internal), gauss))
         # Rows written after the checkpoint (a run killed between checkpoints) would count twice.
         if self.accelerator.is_main_process:
             step = json.loads(Path(checkpoint, "trainer_state.json").read_text())["global_step"]
