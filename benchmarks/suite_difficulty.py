@@ -36,13 +36,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=24, help="test items to pose")
     parser.add_argument("--split", default="test", help="suite split the items come from")
     parser.add_argument("--seed", type=int, default=0, help="suite seed")
+    parser.add_argument("--level", default="full", help="suite level: full or easy (toolexpander.data.suite.LEVELS)")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--dtype", default="bfloat16", help="bfloat16 halves the CPU time of float32")
     parser.add_argument("--show", action="store_true", help="also print each completion")
     args = parser.parse_args()
 
-    suite = build_suite(args.seed)
+    suite = build_suite(args.seed, level=args.level)
     tasks = suite[args.split][: args.n]
     bank = DemoBank(suite["train"], sources=("gold",), seed=args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model, dtype=getattr(torch, args.dtype))
@@ -76,6 +77,7 @@ def main() -> None:
                     )
                 )
     result["n"] = len(tasks)
+    result["level"] = args.level
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
 

@@ -274,11 +274,14 @@ def test_replace_rows_pads_each_side_and_takes_the_marked_rows():
         "completion_mask": torch.ones(2, 2, dtype=torch.long),
         "advantages": torch.tensor([1.0, -1.0]),
     }
-    merged = replace_rows(base, other, [False, True])
+    merged = replace_rows(base, other, [None, 1])  # other's row 0 dropped, its row 1 replaces base's row 1
     assert merged["prompt_ids"].tolist() == [[0, 1, 2], [10, 11, 12]]  # prompts padded on the left
     assert merged["prompt_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]
     assert merged["completion_ids"].tolist() == [[5, 0], [15, 16]]  # completions on the right
     assert merged["completion_mask"].tolist() == [[1, 0], [1, 1]]
     assert merged["advantages"].tolist() == [0.0, -1.0]
     assert merged["old_per_token_logps"] is None
-    assert replace_rows(base, other, [False, False]) is base
+    assert replace_rows(base, other, [None, None]) is base
+    # A second pass over fewer rows than the batch (only the groups that needed it).
+    one = {key: value[1:] for key, value in other.items()}
+    assert replace_rows(base, one, [0])["advantages"].tolist() == [-1.0, 0.0]

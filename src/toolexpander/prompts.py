@@ -28,7 +28,9 @@ _INTRO = (
 _FORMAT_PLAIN = (
     "Answer in exactly this format:\n"
     "1. First reason step by step inside <think> </think>.\n"
-    "2. Then give the calls as a JSON list inside <tool_call> </tool_call>, for example\n"
+    "2. Then give the calls as a JSON list inside <tool_call> </tool_call>. A complete answer looks like\n"
+    # The example shows the think block too: a 135M model copies it, and skips <think> when it is absent.
+    "<think>I call function_name.</think>\n"
     '<tool_call>[{{"name": "function_name", "arguments": {{"argument": "value"}}}}]</tool_call>\n'
     "Use several list items for several calls. Give every argument the type its schema asks for. "
     "If no function fits the request, answer <tool_call>[]</tool_call>."
@@ -68,10 +70,11 @@ def render_calls(calls: Sequence[dict]) -> str:
 
 def default_think(calls: Sequence[dict]) -> str:
     """A short reasoning line for gold answers that come without one."""
+    # Short: completion budgets are small on CPU, and a long boilerplate cut answers off (SPEC §5).
     if not calls:
-        return "None of the functions fits this request, so I make no call."
+        return "No function fits, so I make no call."
     names = ", ".join(dict.fromkeys(c["name"] for c in calls))
-    return f"The request is answered by calling {names} with the values the user gave."
+    return f"I call {names}."
 
 
 def render_answer(calls: Sequence[dict], think: str | None = None) -> str:

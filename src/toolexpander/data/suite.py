@@ -32,10 +32,21 @@ from toolexpander.data.schema import make_record
 
 SPLITS = ("train", "test", "test_unseen_tools")
 KINDS = ("single", "parallel", "no_call")
-# Share of parallel and no-call items per split; the rest are single calls.
-PARALLEL_SHARE = 0.15
-NO_CALL_SHARE = 0.15
-DISTRACTORS = (2, 4)
+
+
+@dataclass(frozen=True)
+class Level:
+    """How hard a suite is: the share of parallel and no-call items (the rest are single calls) and
+    how many distractor tools each item shows (inclusive range)."""
+
+    parallel_share: float
+    no_call_share: float
+    distractors: tuple[int, int]
+
+
+# ``full`` is the suite as described above; ``easy`` is for models too weak to get any signal from
+# it even with demonstrations (SPEC §5): single calls only, one distractor, a short prompt.
+LEVELS = {"full": Level(0.15, 0.15, (2, 4)), "easy": Level(0.0, 0.0, (1, 1))}
 # Redraws allowed for one item before a split is declared too large for the pools.
 MAX_DRAWS = 1000
 # How many of each tool's templates (the last ones) only the test split uses.
@@ -588,7 +599,9 @@ def _templates(tool: SuiteTool, which: str) -> tuple[str, ...]:
     return {"train": tool.train_templates, "test": tool.test_templates, "all": tool.templates}[which]
 
 
-def _draw_item(rng: random.Random, kind: str, plan: _SplitPlan) -> tuple[str, list[dict], list[dict]]:
+def _draw_item(
+    rng: random.Random, kind: str, plan: _SplitPlan, level: Level
+) -> tuple[str, list[dict], list[dict]]:
     """One item of ``kind``: its query, gold calls and shown tools (right ones and distractors, shuffled)."""
     first = rng.choice(plan.callable)
     query, call = first.draw_call(rng, _templates(first, plan.templates), plan.pool)
@@ -608,43 +621,47 @@ def _draw_item(rng: random.Random, kind: str, plan: _SplitPlan) -> tuple[str, li
         calls, right = [], []
     else:
         candidates = [t for t in plan.shown if t not in right]
-    shown = right + rng.sample(candidates, rng.randint(*DISTRACTORS))
+    shown = right + rng.sample(candidates, rng.randint(*level.distractors))
     rng.shuffle(shown)
     return query, calls, [tool.schema() for tool in shown]
 
 
-def _kinds(n: int) -> list[str]:
-    n_parallel, n_no_call = round(n * PARALLEL_SHARE), round(n * NO_CALL_SHARE)
+def _kinds(n: int, level: Level) -> list[str]:
+    n_parallel, n_no_call = round(n * level.parallel_share), round(n * level.no_call_share)
     return ["parallel"] * n_parallel + ["no_call"] * n_no_call + ["single"] * (n - n_parallel - n_no_call)
 
 
-def build_split(split: str, n: int, seed: int = 0) -> list[dict]:
+def build_split(split: str, n: int, seed: int = 0, level: str = "full") -> list[dict]:
     """``n`` records of ``split`` with distinct queries; one RNG per split, so sizes do not interact."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    rng = random.Random(f"toolexpander-suite:{seed}:{split}")
+    if level not in LEVELS:
+        raise ValueError(f"unknown suite level {level!r}; choose one of {', '.join(LEVELS)}")
+    # The full level keeps its original RNG stream, so its records do not change.
+    rng = random.Random(f"toolexpander-suite:{seed}:{split}" + ("" if level == "full" else f":{level}"))
     plan = _plan(split)
-    kinds = _kinds(n)
+    kinds = _kinds(n, LEVELS[level])
     rng.shuffle(kinds)
     records, queries = [], set()
     for i, kind in enumerate(kinds, start=1):
         for _ in range(MAX_DRAWS):
-            query, calls, tools = _draw_item(rng, kind, plan)
+            query, calls, tools = _draw_item(rng, kind, plan, LEVELS[level])
             if query not in queries:
                 break
         else:
             raise ValueError(f"could not draw {n} distinct queries for split {split!r}; ask for fewer")
         queries.add(query)
-        records.append(make_record(f"suite-{split}-{i:04d}", [{"role": "user", "content": query}], tools, calls,
+        prefix = "suite" if level == "full" else f"suite-{level}"
+        records.append(make_record(f"{prefix}-{split}-{i:04d}", [{"role": "user", "content": query}], tools, calls,
                                    kind=kind))
     return records
 
 
 def build_suite(seed: int = 0, *, n_train: int = 300, n_test: int = 120,
-                n_test_unseen_tools: int = 60) -> dict[str, list[dict]]:
-    """The whole suite: ``{split: records}`` for every split in `SPLITS`."""
+                n_test_unseen_tools: int = 60, level: str = "full") -> dict[str, list[dict]]:
+    """The whole suite at ``level`` (see `LEVELS`): ``{split: records}`` for every split in `SPLITS`."""
     sizes = {"train": n_train, "test": n_test, "test_unseen_tools": n_test_unseen_tools}
-    return {split: build_split(split, sizes[split], seed) for split in SPLITS}
+    return {split: build_split(split, sizes[split], seed, level) for split in SPLITS}
 
 
 def export_suite(out_dir: str, seed: int = 0) -> dict[str, int]:

@@ -5,6 +5,10 @@
 back every group's binary correctness; it returns the ledger rows and the step's metrics.
 It holds the whole run's hard-sampling state, saved in every checkpoint.
 
+Mixed groups (``demo_rollouts=m``): a hard item's group keeps G - m zero-shot rollouts beside its
+m rollouts with demonstrations (ICPO poses 1 of 8), so its advantages compare the two and every
+group carries a zero-shot baseline. The first m slots of a group hold the demonstrations.
+
 Every process of a multi-process run owns an identical copy: `observe` must be called with
 the groups of *all* processes (gathered), so that each copy takes the same decisions.
 """
@@ -29,15 +33,29 @@ class HardSampler:
         *,
         style: str = "plain",
         use_demos: bool = True,
+        demo_rollouts: int | None = None,
     ):
+        if demo_rollouts is not None and demo_rollouts < 1:
+            raise ValueError(f"demo_rollouts must be at least 1 (or None for all), got {demo_rollouts}")
         self.tasks = {task["id"]: task for task in tasks}
         self.tracker = tracker
         self.bank = bank
         self.style = style
         self.use_demos = use_demos  # False for the baselines: track hardness, never show demos
+        self.demo_rollouts = demo_rollouts  # None: every rollout of a hard item's group has demos
 
-    def shots_for(self, item_id: str) -> int:
-        return self.tracker.shots_for(item_id) if self.use_demos else 0
+    def shots_for(self, item_id: str, slot: int = 0) -> int:
+        """Shots for the rollout in position ``slot`` (0-based) of ``item_id``'s group.
+
+        >>> from toolexpander.hard_sampling.policy import ShotSchedule
+        >>> sampler = HardSampler([], HardSampleTracker(ShotSchedule(start=2)), None, demo_rollouts=1)
+        >>> _ = sampler.tracker.record("a", 0, 4, step=1, shots=0)
+        >>> [sampler.shots_for("a", slot) for slot in range(4)]
+        [2, 0, 0, 0]
+        """
+        if not self.use_demos or (self.demo_rollouts is not None and slot >= self.demo_rollouts):
+            return 0
+        return self.tracker.shots_for(item_id)
 
     def prompt_for(self, item_id: str, shots: int | None = None) -> list[dict]:
         """The chat prompt for an item, with its current number of demonstrations."""
@@ -57,8 +75,11 @@ class HardSampler:
     ) -> tuple[list[dict], dict[str, float]]:
         """Record one generation batch: rows are G consecutive rollouts per group.
 
-        ``correct`` is the binary correctness of each rollout. Correct rollouts feed the demo
-        bank. Returns the ledger rows (one per group) and the metrics of this batch.
+        ``correct`` is the binary correctness of each rollout; ``shots`` the demonstrations each
+        rollout was posed with (a mixed group has some at 0). Correct rollouts feed the demo bank.
+        Returns the ledger rows (one per group) and the metrics of this batch: besides the
+        tracker's, ``rollouts/correct_zero_shot`` and ``rollouts/correct_with_demos``, the correct
+        rate of the rollouts posed without and with demonstrations (each only when there are some).
         """
         if not len(ids) == len(shots) == len(correct) == len(completions):
             raise ValueError("ids, shots, correct and completions must have one entry per rollout")
@@ -74,10 +95,17 @@ class HardSampler:
             for i in group:
                 if correct[i] >= 1.0:
                     self.bank.add_rollout(item_id, completions[i])
-            rows.append(
-                self.tracker.record(item_id, successes, num_generations, step=step, shots=shots[start])
-            )
-        return rows, self.tracker.summary(rows)
+            # Slot 0 carries the group's demonstrations when any rollout of it does.
+            row = self.tracker.record(item_id, successes, num_generations, step=step, shots=shots[start])
+            row["demo_rollouts"] = sum(1 for i in group if shots[i] > 0)
+            row["demo_successes"] = sum(1 for i in group if shots[i] > 0 and correct[i] >= 1.0)
+            rows.append(row)
+        metrics = self.tracker.summary(rows)
+        for name, posed in (("correct_zero_shot", False), ("correct_with_demos", True)):
+            scores = [c >= 1.0 for k, c in zip(shots, correct) if (k > 0) == posed]
+            if scores:
+                metrics[f"rollouts/{name}"] = sum(scores) / len(scores)
+        return rows, metrics
 
     def state_dict(self) -> dict:
         return {"tracker": self.tracker.state_dict(), "bank": self.bank.state_dict()}

@@ -3,7 +3,10 @@
 Fields by purpose:
 - method: `mode` (which arm of the comparison), `prompt_style`;
 - Dynamic Multi-Round Hard Sampling: `hard_max_correct`, `shots_start`, `shots_step`, `shots_cap`,
-  `fading`, `fade_min_successes`, `demo_sources`, `reroll_all_fail`;
+  `fading`, `fade_min_successes`, `demo_sources`, `reroll_all_fail`, `demo_rollouts_per_group`;
+- carry-over to zero-shot (SPEC §8): `carry_over`, `carry_over_gamma`, `carry_over_nll_coef`,
+  `carry_over_nll_anneal_steps`;
+- cost: `skip_zero_advantage_batches`;
 - Self-Exemplifying Thinking: `self_exemplify_bonus`, `bonus_requires_correct`;
 - schedule: `lr_decay_gamma`, `lr_decay_steps`, `lr_decay_unit`;
 - DAPO-style filtering baseline: `dapo_max_fill_rounds`.
@@ -20,6 +23,9 @@ from trl import GRPOConfig
 
 MODES = ("toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only")
 # Which of the two ideas each mode switches on: (hard sampling with demonstrations, self-exemplifying).
+CARRY_OVER = ("none", "swap", "swap_nll")
+# Loss types whose aggregation the carry-over loss reproduces (trainer.trainer._aggregate_loss).
+CARRY_OVER_LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")
 MODE_FEATURES = {
     "toolexpander": (True, True),
     "grpo": (False, False),
@@ -117,6 +123,43 @@ class ToolExpanderConfig(GRPOConfig):
             "visit is not wasted (costs a second generation on such steps; logged in rollouts/generated)."
         },
     )
+    demo_rollouts_per_group: int | None = field(
+        default=None,
+        metadata={
+            "help": "Mixed groups: only the first m of a hard item's G rollouts are posed with demonstrations, "
+            "the other G-m zero-shot, so the group keeps a zero-shot baseline (ICPO: 1 of 8). None: all G."
+        },
+    )
+    carry_over: str = field(
+        default="none",
+        metadata={
+            "help": "How rollouts made with demonstrations are trained. none: under the prompt they were made "
+            "with (the paper as we read it). swap: under the item's zero-shot prompt, with the shaped weight "
+            "pi/(pi+gamma), unclipped (LUFFY/ICPO). swap_nll: swap, plus -lambda*A*log pi(y|q) on swapped "
+            "rows with positive advantage (lambda annealed)."
+        },
+    )
+    carry_over_gamma: float = field(
+        default=0.1, metadata={"help": "gamma of the shaped weight pi/(pi+gamma) on swapped rows (LUFFY: 0.1)."}
+    )
+    carry_over_nll_coef: float = field(
+        default=1.0, metadata={"help": "swap_nll: lambda at step 0 of the log-likelihood term."}
+    )
+    carry_over_nll_anneal_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "swap_nll: lambda falls linearly to 0 over this many steps (None: max_steps; 0: constant)."
+        },
+    )
+    skip_zero_advantage_batches: bool = field(
+        default=True,
+        metadata={
+            "help": "Skip the forward and backward of a batch whose every advantage is 0 on every process "
+            "(beta 0, no entropy bonus): its gradient is exactly 0. Adam then skips the step for every "
+            "weight (grad None): no momentum-carried update, its step count does not advance; the LR "
+            "schedule still does. Off under DeepSpeed and FSDP."
+        },
+    )
     self_exemplify_bonus: float = field(
         default=0.01, metadata={"help": "Reward bonus for a well-formed self-made example inside <think>."}
     )
@@ -170,6 +213,19 @@ class ToolExpanderConfig(GRPOConfig):
         unknown = set(self.demo_source_list) - {"gold", "rollouts"}
         if unknown or not self.demo_source_list:
             problems.append(f"demo_sources must be a comma list of gold, rollouts; got {self.demo_sources!r}")
+        if self.carry_over not in CARRY_OVER:
+            problems.append(f"carry_over must be one of {', '.join(CARRY_OVER)}, got {self.carry_over!r}")
+        elif self.carry_over != "none" and self.loss_type not in CARRY_OVER_LOSS_TYPES:
+            problems.append(f"carry_over needs loss_type in {', '.join(CARRY_OVER_LOSS_TYPES)}, got {self.loss_type!r}")
+        if self.carry_over_gamma <= 0:
+            problems.append(f"carry_over_gamma must be > 0, got {self.carry_over_gamma}")
+        if self.demo_rollouts_per_group is not None and not (
+            1 <= self.demo_rollouts_per_group <= (self.num_generations or 1)
+        ):
+            problems.append(
+                f"demo_rollouts_per_group must be in [1, num_generations={self.num_generations}], "
+                f"got {self.demo_rollouts_per_group}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -3,9 +3,14 @@
 This is the only module that touches TRL internals. It overrides these private methods, whose
 signatures `tests/test_trl_canary.py` pins:
 - `_generate_and_score_completions(inputs)`: re-renders the prompt of each drawn item with its
-  current demonstrations before generation; optionally re-rolls all-fail groups with
-  demonstrations (`reroll_all_fail`) or refills zero-variance groups with fresh prompts
-  (`mode=dapo_filter`) by a second pass whose rows replace the failed ones;
+  current demonstrations before generation (all G rollouts, or the first m of a mixed group);
+  optionally re-rolls all-fail groups with demonstrations (`reroll_all_fail`) or refills
+  zero-variance groups with fresh prompts (`mode=dapo_filter`) by a second pass over only those
+  groups, whose rows replace the failed ones; with `carry_over`, swaps the prompt of every row
+  made with demonstrations for the item's zero-shot prompt (tokenised by `_tokenize_prompts`);
+- `compute_loss`: with `carry_over`, swapped rows get the shaped, unclipped loss of
+  `carry_over_loss` (forward under the zero-shot prompt, `_get_per_token_logps_and_entropies`)
+  and the other rows TRL's own `_compute_loss`; a batch whose every advantage is 0 is skipped;
 - `_calculate_rewards(...)`: TRL returns the rewards gathered over all processes; we gather ids,
   shots and completions the same way and hand whole groups to the `HardSampler`;
 - `_save_checkpoint` / `_load_optimizer_and_scheduler`: the hard-sampling state travels with
@@ -23,6 +28,7 @@ import math
 import os
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +36,7 @@ from accelerate.utils import gather_object
 from torch.optim.lr_scheduler import LambdaLR
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
+from trl.trainer.utils import pad
 
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule, exponential_lr_factor
@@ -82,11 +89,15 @@ def build_reward_funcs(args: ToolExpanderConfig) -> list:
     return funcs
 
 
-def replace_rows(base: dict, other: dict, take_other: list[bool]) -> dict:
-    """Rows of ``other`` where ``take_other`` holds, rows of ``base`` elsewhere; pads to fit."""
-    if not any(take_other):
+def replace_rows(base: dict, other: dict, targets: list[int | None]) -> dict:
+    """``base`` with row ``targets[j]`` replaced by row ``j`` of ``other`` (None: row j is dropped);
+    pads the two to one width first. ``other`` may hold fewer rows than ``base``."""
+    pairs = [(t, j) for j, t in enumerate(targets) if t is not None]
+    if not pairs:
         return base
-    mask = torch.tensor(take_other, device=base["advantages"].device)
+    device = base["advantages"].device
+    into = torch.tensor([t for t, _ in pairs], device=device)
+    take = torch.tensor([j for _, j in pairs], device=device)
     merged = dict(base)
     for key in (*_LEFT_PADDED, *_RIGHT_PADDED, "advantages"):
         if base.get(key) is None:
@@ -96,9 +107,42 @@ def replace_rows(base: dict, other: dict, take_other: list[bool]) -> dict:
             side = "left" if key in _LEFT_PADDED else "right"
             value = 0.0 if a.is_floating_point() else 0
             a, b = _pad_pair(a, b, side, value)
-        shape = (-1,) + (1,) * (a.dim() - 1)
-        merged[key] = torch.where(mask.view(shape), b, a)
+        a = a.clone()
+        a[into] = b[take]
+        merged[key] = a
     return merged
+
+
+def subset_rows(inputs: dict, rows: torch.Tensor) -> dict:
+    """The rows ``rows`` (a bool mask) of every per-row tensor of a training batch."""
+    n = len(rows)
+    return {
+        key: value[rows] if isinstance(value, torch.Tensor) and value.dim() > 0 and len(value) == n else value
+        for key, value in inputs.items()
+    }
+
+
+def carry_over_per_token_loss(
+    logps: torch.Tensor, advantages: torch.Tensor, gamma: float, nll_coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss of rows made with demonstrations, scored under the zero-shot prompt (SPEC §8).
+
+    ``-A * pi/(pi+gamma)`` per token, unclipped (LUFFY/ICPO): the weight's gradient is
+    ``gamma/(pi+gamma) * grad log pi``, large on tokens zero-shot finds unlikely, where the plain
+    ratio's would vanish. Plus ``-nll_coef * max(A, 0) * log pi`` (swap_nll). Returns the
+    per-token loss and the weight (detached, for logging).
+
+    >>> import torch
+    >>> loss, w = carry_over_per_token_loss(torch.log(torch.tensor([[0.1]])), torch.tensor([[2.0]]), 0.1, 0.0)
+    >>> round(w.item(), 3), round(loss.item(), 3)
+    (0.5, -1.0)
+    """
+    prob = logps.exp()
+    weight = prob / (prob + gamma)
+    per_token = -advantages * weight
+    if nll_coef:
+        per_token = per_token - nll_coef * advantages.clamp(min=0) * logps
+    return per_token, weight.detach()
 
 
 def _pad_pair(a: torch.Tensor, b: torch.Tensor, side: str, value) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,6 +154,18 @@ def _pad_pair(a: torch.Tensor, b: torch.Tensor, side: str, value) -> tuple[torch
         return torch.cat([filler, t] if side == "left" else [t, filler], dim=1)
 
     return widen(a), widen(b)
+
+
+@dataclass
+class _Pass:
+    """One generation pass, gathered over all processes: a row per rollout, G rows per group.
+    ``origin`` is the global group of the step's batch a row stands for (-1: padding)."""
+
+    ids: list = field(default_factory=list)
+    shots: list = field(default_factory=list)
+    correct: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+    origin: list = field(default_factory=list)
 
 
 class EpochSeededSampler:
@@ -153,11 +209,20 @@ class ToolExpanderTrainer(GRPOTrainer):
         )
         bank = DemoBank(train_tasks, sources=args.demo_source_list, seed=args.seed)
         self.hard_sampler = HardSampler(
-            train_tasks, HardSampleTracker(schedule), bank, style=style, use_demos=args.uses_hard_sampling
+            train_tasks,
+            HardSampleTracker(schedule),
+            bank,
+            style=style,
+            use_demos=args.uses_hard_sampling,
+            demo_rollouts=args.demo_rollouts_per_group,
         )
         self._batch_shots: list[int] = []
-        self._pass: tuple[list, list, list, list] = ([], [], [], [])  # ids, shots, correct, texts
+        self._batch_origin: list[int] = []
+        self._pass = _Pass()
         self._fresh_rng = random.Random(args.seed)
+        # Skipping a backward is safe where gradients are reduced by DDP hooks or not at all.
+        self._may_skip = args.skip_zero_advantage_batches and args.beta == 0.0 and not args.entropy_coef
+        self._may_skip = self._may_skip and not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
 
     def _get_train_sampler(self, dataset=None):
         # The epoch a pass starts in; rounding guards against 0.9999... from float step fractions.
@@ -183,8 +248,8 @@ class ToolExpanderTrainer(GRPOTrainer):
         return self.lr_scheduler
 
     # -- generation: demonstrations in, hard groups observed -----------------------------------
-    def _pose(self, inputs: list[dict], shots: list[int]) -> list[dict]:
-        self._batch_shots = shots
+    def _pose(self, inputs: list[dict], shots: list[int], origin: list[int]) -> list[dict]:
+        self._batch_shots, self._batch_origin = list(shots), list(origin)
         return [
             {**x, "prompt": self.hard_sampler.prompt_for(x["id"], k)} if k else x
             for x, k in zip(inputs, shots)
@@ -195,55 +260,120 @@ class ToolExpanderTrainer(GRPOTrainer):
         offset = self.accelerator.process_index * n_local
         return [(offset + i) // self.num_generations for i in range(n_local)]
 
+    def _row_shots(self, inputs: list[dict]) -> list[int]:
+        """Shots of each local row: its item's, in the slots of its group that take demonstrations."""
+        offset = self.accelerator.process_index * len(inputs)
+        return [
+            self.hard_sampler.shots_for(x["id"], (offset + i) % self.num_generations) for i, x in enumerate(inputs)
+        ]
+
     def _generate_and_score_completions(self, inputs):
         if not self.model.training:
             return super()._generate_and_score_completions(inputs)
-        sampler = self.hard_sampler
-        shots = [sampler.shots_for(x["id"]) for x in inputs]
-        output = super()._generate_and_score_completions(self._pose(inputs, shots))
-        successes = self._observe_pass()
         groups = self._local_groups(len(inputs))
+        shots = self._row_shots(inputs)
+        output = super()._generate_and_score_completions(self._pose(inputs, shots, groups))
+        successes = self._observe_pass()
         if self.args.reroll_all_fail and self.args.uses_hard_sampling:
             # Items just found hard now have (more) demonstrations: pose them again at once.
-            ids = self._pass[0][:: self.num_generations]
-            first_shots = self._pass[1][:: self.num_generations]
-            hard = [sampler.shots_for(i) > k for i, k in zip(ids, first_shots)]
-            if any(hard):
-                retry = [
-                    sampler.shots_for(x["id"]) if hard[g] else k for x, g, k in zip(inputs, groups, shots)
-                ]
-                second = super()._generate_and_score_completions(self._pose(inputs, retry))
-                self._observe_pass(keep=hard)  # the other groups of this pass are discarded
-                output = self._merge(output, second, [hard[g] for g in groups])
-                self._metrics["train"]["rollouts/rerolled_groups"].append(float(sum(hard)))
+            first = self._pass
+            hard = {
+                first.origin[i]
+                for i in range(0, len(first.ids), self.num_generations)
+                if self.hard_sampler.shots_for(first.ids[i]) > first.shots[i]
+            }
+            if hard:
+                retry = self._row_shots(inputs)
+                second, targets = self._regenerate(inputs, retry, groups, hard)
+                kept = self._observe_pass(keep=lambda origin, successes: origin >= 0)
+                output = self._merge(output, second, targets)
+                shots = self._merged(shots, [retry[t] if t is not None else None for t in targets], targets)
+                self._metrics["train"]["rollouts/rerolled_groups"].append(float(len(kept)))
         elif self.args.mode == "dapo_filter":
-            output = self._dapo_fill(groups, successes, output)
+            output = self._dapo_fill(inputs, groups, successes, output)
+        if self.args.carry_over != "none":
+            output = self._swap_to_zero_shot(output, inputs, shots)
         return output
 
-    def _merge(self, output: dict, second: dict, take_second: list[bool]) -> dict:
+    def _regenerate(self, inputs: list[dict], shots: list[int], groups: list[int], needed: set[int]):
+        """A second generation pass over only the local rows of the global groups in ``needed``.
+
+        Every process must generate the same number of rows (TRL gathers rewards across them),
+        so those with fewer needed groups pad with repeats of their first group, whose results are
+        dropped. A process whose rows do not hold whole groups regenerates all of them.
+        Returns the pass's output and, per row of it, the local row it replaces (or None).
+        """
+        size, n = self.num_generations, len(inputs)
+        rows = [i for i in range(n) if groups[i] in needed]
+        if n % size:  # groups straddle processes: regenerate the whole batch, keep the needed rows
+            rows, padding = list(range(n)), []
+        else:
+            target = max(gather_object([len(rows)]))
+            padding = [i % size for i in range(target - len(rows))]
+        origin = [groups[i] if groups[i] in needed else -1 for i in rows] + [-1] * len(padding)
+        rows = rows + padding
+        second = super()._generate_and_score_completions(
+            self._pose([inputs[i] for i in rows], [shots[i] for i in rows], origin)
+        )
+        return second, [i if o >= 0 else None for i, o in zip(rows, origin)]
+
+    @staticmethod
+    def _merged(values: list, others: list, targets: list[int | None]) -> list:
+        values = list(values)
+        for j, t in enumerate(targets):
+            if t is not None:
+                values[t] = others[j]
+        return values
+
+    def _merge(self, output: dict, second: dict, targets: list[int | None]) -> dict:
         """`replace_rows`, then the token count the loss is normalised by, over all ranks."""
-        merged = replace_rows(output, second, take_second)
+        merged = replace_rows(output, second, targets)
         loss_mask = merged["completion_mask"]
         if merged.get("tool_mask") is not None:
             loss_mask = loss_mask * merged["tool_mask"]
         merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
         return merged
 
-    def _dapo_fill(self, groups: list[int], successes: list[int], output: dict) -> dict:
+    def _dapo_fill(self, inputs: list[dict], groups: list[int], successes: list[int], output: dict) -> dict:
         """DAPO dynamic sampling: replace zero-variance groups by groups of fresh prompts."""
-        flat = [s in (0, self.num_generations) for s in successes]
+        flat = {g for g, s in enumerate(successes) if s in (0, self.num_generations)}
         for _ in range(self.args.dapo_max_fill_rounds):
-            if not any(flat):
+            if not flat:
                 break
-            # Every rank draws the same fresh item for a global group: the RNG is seeded alike.
-            fresh_ids = [self._fresh_rng.randrange(len(self.train_dataset)) for _ in flat]
+            # Every rank draws the same fresh items (the RNG is seeded alike); only flat groups use theirs.
+            fresh_ids = [self._fresh_rng.randrange(len(self.train_dataset)) for _ in successes]
             fresh = [self.train_dataset[fresh_ids[g]] for g in groups]
-            second = super()._generate_and_score_completions(self._pose(fresh, [0] * len(fresh)))
-            fresh_successes = self._pass_successes()
-            useful = [f and s not in (0, self.num_generations) for f, s in zip(flat, fresh_successes)]
-            self._observe_pass(keep=useful)
-            output = self._merge(output, second, [useful[g] for g in groups])
-            flat = [f and not u for f, u in zip(flat, useful)]
+            second, targets = self._regenerate(fresh, [0] * len(fresh), groups, flat)
+            useful = self._observe_pass(keep=lambda origin, s: origin >= 0 and s not in (0, self.num_generations))
+            targets = [t if t is not None and groups[t] in useful else None for t in targets]
+            output = self._merge(output, second, targets)
+            flat -= useful
+        return output
+
+    def _swap_to_zero_shot(self, output: dict, inputs: list[dict], shots: list[int]) -> dict:
+        """Rows made with demonstrations take their item's zero-shot prompt; the completion stays.
+
+        The loss of those rows is then computed on p(completion | zero-shot prompt), the
+        probability evaluation measures (`carry_over_per_token_loss`); the prompt is also shorter.
+        """
+        swapped = [k > 0 for k in shots]
+        device = output["prompt_ids"].device
+        output["swapped"] = torch.tensor(swapped, device=device)
+        rate = self.accelerator.gather(output["swapped"].float().mean().reshape(1)).mean().item()
+        self._metrics["train"]["carry_over/swapped_share"].append(rate)
+        if not any(swapped):
+            return output
+        zero_shot = iter(self._tokenize_prompts([x["prompt"] for x, s in zip(inputs, swapped) if s])[0])
+        prompts = [
+            torch.tensor(next(zero_shot), device=device) if s else ids[mask.bool()]
+            for s, ids, mask in zip(swapped, output["prompt_ids"], output["prompt_mask"])
+        ]
+        output["prompt_ids"] = pad(prompts, padding_value=self._tokenizer.pad_token_id, padding_side="left")
+        output["prompt_mask"] = pad(
+            [torch.ones_like(p) for p in prompts], padding_value=0, padding_side="left"
+        )
+        if output.get("importance_sampling_ratio") is not None:  # vLLM's correction: not for swapped rows
+            output["importance_sampling_ratio"][output["swapped"]] = 1.0
         return output
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -252,11 +382,12 @@ class ToolExpanderTrainer(GRPOTrainer):
             return rewards_per_func
         # Rewards come back gathered over all ranks; gather the rest alike so groups are whole.
         correct = rewards_per_func[:, 0].tolist()
-        self._pass = (
-            gather_object([x["id"] for x in inputs]),
-            gather_object(list(self._batch_shots)),
-            correct,
-            gather_object([completion_text(c) for c in completions]),
+        self._pass = _Pass(
+            ids=gather_object([x["id"] for x in inputs]),
+            shots=gather_object(list(self._batch_shots)),
+            correct=correct,
+            texts=gather_object([completion_text(c) for c in completions]),
+            origin=gather_object(list(self._batch_origin)),
         )
         self._metrics["train"]["reward/correct"].append(sum(correct) / len(correct))
         if rewards_per_func.shape[1] > 1:
@@ -266,26 +397,23 @@ class ToolExpanderTrainer(GRPOTrainer):
 
     def _pass_successes(self) -> list[int]:
         """Correct rollouts of each group of the last generation pass."""
-        correct, size = self._pass[2], self.num_generations
+        correct, size = self._pass.correct, self.num_generations
         return [sum(c >= 1.0 for c in correct[i : i + size]) for i in range(0, len(correct), size)]
 
-    def _observe_pass(self, keep: list[bool] | None = None) -> list[int]:
-        """Hand the groups of the last pass (all, or those ``keep`` marks) to the hard sampler;
-        log its metrics and ledger rows. Returns every group's successes."""
-        ids, shots, correct, texts = self._pass
-        size = self.num_generations
-        rollouts = [
-            i
-            for g in range(len(ids) // size)
-            if keep is None or keep[g]
-            for i in range(g * size, (g + 1) * size)
-        ]
+    def _observe_pass(self, keep: Callable[[int, int], bool] | None = None) -> set[int]:
+        """Hand the groups of the last pass (all, or those ``keep(origin, successes)`` accepts) to the
+        hard sampler; log its metrics and ledger rows. Returns the origins of the groups handed over
+        (for the first pass: every group's successes, in order)."""
+        p, size = self._pass, self.num_generations
+        successes = self._pass_successes()
+        groups = [g for g in range(len(successes)) if keep is None or keep(p.origin[g * size], successes[g])]
+        rollouts = [i for g in groups for i in range(g * size, (g + 1) * size)]
         if rollouts:
             rows, metrics = self.hard_sampler.observe(
-                [ids[i] for i in rollouts],
-                [shots[i] for i in rollouts],
-                [correct[i] for i in rollouts],
-                [texts[i] for i in rollouts],
+                [p.ids[i] for i in rollouts],
+                [p.shots[i] for i in rollouts],
+                [p.correct[i] for i in rollouts],
+                [p.texts[i] for i in rollouts],
                 size,
                 self.state.global_step + 1,
             )
@@ -293,7 +421,83 @@ class ToolExpanderTrainer(GRPOTrainer):
                 self._metrics["train"][name].append(value)
             if self.accelerator.is_main_process:
                 self._append_jsonl(LEDGER_FILE, rows)
-        return self._pass_successes()
+        if keep is None:
+            return successes
+        return {p.origin[g * size] for g in groups}
+
+    # -- loss: carry-over rows under the zero-shot prompt; nothing to learn, nothing computed ---
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        advantages = inputs["advantages"]
+        if self._may_skip and not self.accelerator.gather((advantages != 0).any().float().reshape(1)).any():
+            # Every process agrees, so no DDP reduction is left waiting. A leaf, not the model's graph:
+            # backward touches no weight, their grads stay None and the optimizer skips them.
+            self._metrics["train"]["skipped_zero_advantage_batches"].append(1.0)
+            return torch.zeros((), device=advantages.device, requires_grad=True)
+        swapped = inputs.get("swapped")
+        learn = swapped & (advantages != 0) if swapped is not None else None
+        if learn is None or not learn.any():
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mask = self._loss_mask(inputs)
+        loss = self.carry_over_loss(model, subset_rows(inputs, learn)) * self._share(learn, mask)
+        rest = ~swapped
+        if rest.any():
+            loss = loss + super()._compute_loss(model, subset_rows(inputs, rest)) * self._share(rest, mask)
+        return loss
+
+    @staticmethod
+    def _loss_mask(inputs: dict) -> torch.Tensor:
+        mask = inputs["completion_mask"]
+        return mask * inputs["tool_mask"] if inputs.get("tool_mask") is not None else mask
+
+    def _share(self, rows: torch.Tensor, mask: torch.Tensor) -> float | torch.Tensor:
+        """What a loss over ``rows`` alone weighs in the loss over the whole batch (TRL's aggregation)."""
+        if self.loss_type == "dapo":  # normalised by the batch's global token count: sums add up
+            return 1.0
+        if self.loss_type == "bnpo":
+            return mask[rows].sum() / mask.sum().clamp(min=1)
+        return rows.sum() / len(rows)  # grpo, dr_grpo: means over rows
+
+    def carry_over_loss(self, model, inputs: dict) -> torch.Tensor:
+        """The loss of swapped rows, aggregated as TRL aggregates ``loss_type`` (see `_share`)."""
+        completion_ids = inputs["completion_ids"]
+        logps, _, _ = self._get_per_token_logps_and_entropies(
+            model,
+            torch.cat([inputs["prompt_ids"], completion_ids], dim=1),
+            torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1),
+            completion_ids.size(1),
+        )
+        mask = self._loss_mask(inputs)
+        per_token, weight = carry_over_per_token_loss(
+            logps, inputs["advantages"].unsqueeze(1), self.args.carry_over_gamma, self._nll_coef()
+        )
+        self._metrics["train"]["carry_over/importance_weight"].append(
+            ((weight * mask).sum() / mask.sum().clamp(min=1)).item()
+        )
+        total = (per_token * mask).sum()
+        accumulation = self.current_gradient_accumulation_steps
+        if self.loss_type == "dapo":
+            normaliser = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            return total / (normaliser * accumulation / self.args.steps_per_generation)
+        if self.loss_type == "bnpo":
+            return total / mask.sum().clamp(min=1) / accumulation
+        if self.loss_type == "dr_grpo":
+            return total / (len(mask) * self.max_completion_length) / accumulation
+        rows = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # grpo
+        return rows.mean() / accumulation
+
+    def _nll_coef(self) -> float:
+        """lambda of swap_nll at this step: linear from `carry_over_nll_coef` to 0."""
+        if self.args.carry_over != "swap_nll":
+            return 0.0
+        horizon = self.args.carry_over_nll_anneal_steps
+        horizon = self.args.max_steps if horizon is None else horizon
+        coef = self.args.carry_over_nll_coef
+        if horizon and horizon > 0:
+            coef *= max(0.0, 1.0 - self.state.global_step / horizon)
+        self._metrics["train"]["carry_over/nll_coef"].append(coef)
+        return coef
 
     # -- logging: TRL's own, plus metrics.jsonl ------------------------------------------------
     def _append_jsonl(self, name: str, rows: list[dict]) -> None:
