@@ -14,3 +14,12 @@ def correct_with_demos(prompts, completions, **kwargs):
 def bonus_on_first_of_group(completions, bonus=0.01, requires_correct=False, num_generations=4, **kwargs):
     """The bonus for the first rollout of every group of 4, nothing for the others."""
     return [bonus if i % num_generations == 0 else 0.0 for i in range(len(completions))]
+
+
+def varied_for_first_item(prompts, completions, id, **kwargs):
+    """Item ``suite-train-0001``: every other rollout correct (a group with variance); any other item:
+    correct iff posed with demonstrations. So on a first visit only the other items' groups are flat."""
+    return [
+        float(i % 2 == 0) if item.endswith("-0001") else float(sum(m["role"] == "user" for m in prompt) > 1)
+        for i, (item, prompt) in enumerate(zip(id, prompts))
+    ]

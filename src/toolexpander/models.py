@@ -84,8 +84,10 @@ def resolve_model(name_or_path: str) -> tuple[str, str | None, str]:
     return name_or_path, None, f"hub id {name_or_path}"
 
 
-def _dequantised_cache(folder: str, gguf_file: str) -> Path:
-    return CACHE_DIR / "gguf" / Path(gguf_file).stem
+def _dequantised_cache(gguf_file: str, dtype) -> Path:
+    # One copy per dtype: a bfloat16 copy must not become the float32 run's weights.
+    name = str(dtype or "float32").removeprefix("torch.")
+    return CACHE_DIR / "gguf" / f"{Path(gguf_file).stem}-{name}"
 
 
 def load_model_and_tokenizer(name_or_path: str, *, dtype=None, device: str | None = None):
@@ -94,7 +96,7 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype=None, device: str | Non
 
     source, gguf_file, description = resolve_model(name_or_path)
     if gguf_file is not None:
-        cached = _dequantised_cache(source, gguf_file)
+        cached = _dequantised_cache(gguf_file, dtype)
         if (cached / "config.json").is_file():
             source, gguf_file, description = str(cached), None, f"{description}, dequantised cache {cached}"
     logger.info("loading model from %s", description)
@@ -108,7 +110,7 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype=None, device: str | Non
         # The weights are plain float tensors now; drop the GGUF marker so they can be saved.
         model.hf_quantizer = None
         model.config.__dict__.pop("quantization_config", None)
-        cached = _dequantised_cache(source, gguf_file)
+        cached = _dequantised_cache(gguf_file, dtype)
         model.save_pretrained(cached)
         tokenizer.save_pretrained(cached)
     tokenizer.padding_side = "left"

@@ -22,6 +22,17 @@ from toolexpander.hard_sampling.policy import HardSampleTracker
 from toolexpander.prompts import build_messages
 
 
+def group_slots(process_index: int, n_local: int, num_generations: int) -> list[int]:
+    """Position in its group of each row a process holds: TRL lays the G rollouts of a group out
+    contiguously over the global batch, so a group may straddle two processes.
+
+    >>> group_slots(1, 2, 4)  # the second half of group 0
+    [2, 3]
+    """
+    offset = process_index * n_local
+    return [(offset + i) % num_generations for i in range(n_local)]
+
+
 class HardSampler:
     """Prompts with demonstrations for hard items, and the bookkeeping of each group."""
 

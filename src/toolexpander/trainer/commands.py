@@ -33,12 +33,13 @@ def parse_train_args(argv: list[str]):
         raise UserError(f"invalid training configuration: {error}") from error
 
 
-def load_train_tasks(script_args) -> list[dict]:
-    """The training records; invalid ones stop the run (listed) unless ``skip_invalid``."""
+def load_train_tasks(script_args) -> tuple[list[dict], list[dict]]:
+    """The training records and the demonstration pool (every usable record, however few are
+    trained on: SPEC §5); invalid ones stop the run (listed) unless ``skip_invalid``."""
     if script_args.dataset == "suite":
         from toolexpander.data.suite import build_suite
 
-        tasks = build_suite()[script_args.dataset_split]
+        tasks = build_suite(level=script_args.suite_level)[script_args.dataset_split]
     else:
         from toolexpander.data.loaders import load_records
 
@@ -54,11 +55,12 @@ def load_train_tasks(script_args) -> list[dict]:
                 )
             print(f"skipping {len(result.problems)} invalid records:\n{listing}{more}", file=sys.stderr)
         tasks = [t for t in result.records if t["answer"] is not None]
+    pool = tasks
     if script_args.max_train_items:
         tasks = tasks[: script_args.max_train_items]
     if not tasks:
         raise UserError(f"no usable training records in {script_args.dataset}")
-    return tasks
+    return tasks, pool
 
 
 def resume_target(config) -> str | bool | None:
@@ -80,14 +82,19 @@ def run_train(args, extra: list[str]) -> int:
         raise UserError("set model_name_or_path in the recipe or with --model_name_or_path")
     if script_args.build_tiny_model:
         build_tiny_model(model_args.model_name_or_path, seed=config.seed)
-    tasks = load_train_tasks(script_args)
+    tasks, demo_pool = load_train_tasks(script_args)
     print(
         f"model: {model_description(model_args.model_name_or_path)}; {len(tasks)} training items; mode {config.mode}"
     )
     model, tokenizer = load_model_and_tokenizer(model_args.model_name_or_path, dtype=model_args.dtype)
     try:
         trainer = ToolExpanderTrainer(
-            model, config, tasks, processing_class=tokenizer, peft_config=get_peft_config(model_args)
+            model,
+            config,
+            tasks,
+            demo_pool=demo_pool,
+            processing_class=tokenizer,
+            peft_config=get_peft_config(model_args),
         )
     except ValueError as error:
         raise UserError(f"invalid training configuration: {error}") from error

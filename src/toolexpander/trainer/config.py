@@ -6,7 +6,7 @@ Fields by purpose:
   `fading`, `fade_min_successes`, `demo_sources`, `reroll_all_fail`, `demo_rollouts_per_group`;
 - carry-over to zero-shot (SPEC §8): `carry_over`, `carry_over_gamma`, `carry_over_nll_coef`,
   `carry_over_nll_anneal_steps`;
-- cost: `skip_zero_advantage_batches`;
+- cost: `skip_zero_advantage_rows`;
 - Self-Exemplifying Thinking: `self_exemplify_bonus`, `bonus_requires_correct`;
 - schedule: `lr_decay_gamma`, `lr_decay_steps`, `lr_decay_unit`;
 - DAPO-style filtering baseline: `dapo_max_fill_rounds`.
@@ -48,6 +48,10 @@ class ToolExpanderScriptArguments:
     dataset_format: str = field(
         default="auto",
         metadata={"help": "Format of `dataset` (auto, toolexpander, glaive, toolace, xlam, toolrl, ...)."},
+    )
+    suite_level: str = field(
+        default="full",
+        metadata={"help": "Level of the built-in suite: full, or easy (single calls, one distractor)."},
     )
     dataset_split: str = field(
         default="train", metadata={"help": "Split to read from a hub dataset or the suite."}
@@ -151,13 +155,14 @@ class ToolExpanderConfig(GRPOConfig):
             "help": "swap_nll: lambda falls linearly to 0 over this many steps (None: max_steps; 0: constant)."
         },
     )
-    skip_zero_advantage_batches: bool = field(
+    skip_zero_advantage_rows: bool = field(
         default=True,
         metadata={
-            "help": "Skip the forward and backward of a batch whose every advantage is 0 on every process "
-            "(beta 0, no entropy bonus): its gradient is exactly 0. Adam then skips the step for every "
-            "weight (grad None): no momentum-carried update, its step count does not advance; the LR "
-            "schedule still does. Off under DeepSpeed and FSDP."
+            "help": "Leave rows whose advantage is 0 out of the forward and backward (beta 0, no entropy "
+            "bonus): their loss and gradient are exactly 0, so the update is unchanged; TRL's entropy and "
+            "clip metrics then cover the other rows. A batch with no such row is skipped: Adam then skips "
+            "the step for every weight (grad None), so no momentum-carried update happens and its step "
+            "count does not advance; the LR schedule still does. Off under DeepSpeed and FSDP."
         },
     )
     self_exemplify_bonus: float = field(
@@ -217,6 +222,9 @@ class ToolExpanderConfig(GRPOConfig):
             problems.append(f"carry_over must be one of {', '.join(CARRY_OVER)}, got {self.carry_over!r}")
         elif self.carry_over != "none" and self.loss_type not in CARRY_OVER_LOSS_TYPES:
             problems.append(f"carry_over needs loss_type in {', '.join(CARRY_OVER_LOSS_TYPES)}, got {self.loss_type!r}")
+        elif self.carry_over != "none" and self.beta != 0.0:
+            # The reference log-probs were taken under the demonstration prompt: a KL term would be wrong.
+            problems.append("carry_over needs beta 0 (no reference model), as the paper trains")
         if self.carry_over_gamma <= 0:
             problems.append(f"carry_over_gamma must be > 0, got {self.carry_over_gamma}")
         if self.demo_rollouts_per_group is not None and not (

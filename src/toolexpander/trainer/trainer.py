@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from trl.trainer.utils import pad
 
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule, exponential_lr_factor
-from toolexpander.hard_sampling.sampler import HardSampler
+from toolexpander.hard_sampling.sampler import HardSampler, group_slots
 from toolexpander.prompts import build_messages
 from toolexpander.rewards import completion_text, get_reward
 from toolexpander.trainer.config import ToolExpanderConfig
@@ -188,9 +189,18 @@ class ToolExpanderTrainer(GRPOTrainer):
 
     ``train_tasks`` are records of our schema (`toolexpander.data.schema`); the trainer builds
     the dataset, the rewards, the demonstration bank and the learning-rate decay from ``args``.
+    Demonstrations come from ``demo_pool`` (default: the training items); pass the whole training
+    set when training on a few items, so that the bank covers their tools (SPEC §5).
     """
 
-    def __init__(self, model, args: ToolExpanderConfig, train_tasks: list[dict], **kwargs):
+    def __init__(
+        self,
+        model,
+        args: ToolExpanderConfig,
+        train_tasks: list[dict],
+        demo_pool: list[dict] | None = None,
+        **kwargs,
+    ):
         style = args.effective_prompt_style
         super().__init__(
             model=model,
@@ -207,7 +217,7 @@ class ToolExpanderTrainer(GRPOTrainer):
             fade_min_successes=args.fade_min_successes,
             hard_max_correct=args.hard_max_correct,
         )
-        bank = DemoBank(train_tasks, sources=args.demo_source_list, seed=args.seed)
+        bank = DemoBank(train_tasks if demo_pool is None else demo_pool, sources=args.demo_source_list, seed=args.seed)
         self.hard_sampler = HardSampler(
             train_tasks,
             HardSampleTracker(schedule),
@@ -218,10 +228,11 @@ class ToolExpanderTrainer(GRPOTrainer):
         )
         self._batch_shots: list[int] = []
         self._batch_origin: list[int] = []
+        self._captured_logps: torch.Tensor | None = None
         self._pass = _Pass()
         self._fresh_rng = random.Random(args.seed)
         # Skipping a backward is safe where gradients are reduced by DDP hooks or not at all.
-        self._may_skip = args.skip_zero_advantage_batches and args.beta == 0.0 and not args.entropy_coef
+        self._may_skip = args.skip_zero_advantage_rows and args.beta == 0.0 and not args.entropy_coef
         self._may_skip = self._may_skip and not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
 
     def _get_train_sampler(self, dataset=None):
@@ -262,14 +273,19 @@ class ToolExpanderTrainer(GRPOTrainer):
 
     def _row_shots(self, inputs: list[dict]) -> list[int]:
         """Shots of each local row: its item's, in the slots of its group that take demonstrations."""
-        offset = self.accelerator.process_index * len(inputs)
-        return [
-            self.hard_sampler.shots_for(x["id"], (offset + i) % self.num_generations) for i, x in enumerate(inputs)
-        ]
+        slots = group_slots(self.accelerator.process_index, len(inputs), self.num_generations)
+        return [self.hard_sampler.shots_for(x["id"], slot) for x, slot in zip(inputs, slots)]
 
     def _generate_and_score_completions(self, inputs):
         if not self.model.training:
             return super()._generate_and_score_completions(inputs)
+        started = time.perf_counter()
+        output = self._generate_step(inputs)
+        # Where a step's time goes: this, `timing/loss_forward_s`, and TRL's step_time (all of it).
+        self._metrics["train"]["timing/generate_s"].append(time.perf_counter() - started)
+        return output
+
+    def _generate_step(self, inputs):
         groups = self._local_groups(len(inputs))
         shots = self._row_shots(inputs)
         output = super()._generate_and_score_completions(self._pose(inputs, shots, groups))
@@ -425,26 +441,46 @@ class ToolExpanderTrainer(GRPOTrainer):
             return successes
         return {p.origin[g * size] for g in groups}
 
-    # -- loss: carry-over rows under the zero-shot prompt; nothing to learn, nothing computed ---
+    # -- loss: only rows that teach something; carry-over rows under the zero-shot prompt ------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         advantages = inputs["advantages"]
-        if self._may_skip and not self.accelerator.gather((advantages != 0).any().float().reshape(1)).any():
+        active = advantages != 0 if self._may_skip else torch.ones_like(advantages, dtype=torch.bool)
+        if not self.accelerator.gather(active.any().float().reshape(1)).any():
             # Every process agrees, so no DDP reduction is left waiting. A leaf, not the model's graph:
             # backward touches no weight, their grads stay None and the optimizer skips them.
             self._metrics["train"]["skipped_zero_advantage_batches"].append(1.0)
             return torch.zeros((), device=advantages.device, requires_grad=True)
-        swapped = inputs.get("swapped")
-        learn = swapped & (advantages != 0) if swapped is not None else None
-        if learn is None or not learn.any():
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        mask = self._loss_mask(inputs)
-        loss = self.carry_over_loss(model, subset_rows(inputs, learn)) * self._share(learn, mask)
-        rest = ~swapped
-        if rest.any():
-            loss = loss + super()._compute_loss(model, subset_rows(inputs, rest)) * self._share(rest, mask)
-        return loss
+        if not active.any():  # another process learns from its rows: this one must join the backward
+            active = torch.ones_like(active)
+        self._metrics["train"]["loss_rows_share"].append(active.float().mean().item())
+        share = self._share(active, self._loss_mask(inputs))
+        part = subset_rows(inputs, active)
+        started = time.perf_counter()
+        try:
+            return self._active_rows_loss(model, part) * share
+        finally:
+            self._metrics["train"]["timing/loss_forward_s"].append(time.perf_counter() - started)
+
+    def _active_rows_loss(self, model, part: dict) -> torch.Tensor:
+        swapped = part.get("swapped")
+        if swapped is None or not swapped.any():
+            return super()._compute_loss(model, part)
+        # One forward for all rows (DDP allows one per backward): TRL's loss sees the swapped rows with
+        # advantage 0, and their own term reuses the log-probs of that forward.
+        carry_advantages = part["advantages"] * swapped
+        part["advantages"] = part["advantages"] * ~swapped
+        loss = super()._compute_loss(model, part)
+        logps, self._captured_logps = self._captured_logps, None
+        return loss + self.carry_over_loss(logps, part, carry_advantages)
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        output = super()._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+        )
+        self._captured_logps = output[0]  # read by `compute_loss` right after TRL's loss forward
+        return output
 
     @staticmethod
     def _loss_mask(inputs: dict) -> torch.Tensor:
@@ -459,21 +495,16 @@ class ToolExpanderTrainer(GRPOTrainer):
             return mask[rows].sum() / mask.sum().clamp(min=1)
         return rows.sum() / len(rows)  # grpo, dr_grpo: means over rows
 
-    def carry_over_loss(self, model, inputs: dict) -> torch.Tensor:
-        """The loss of swapped rows, aggregated as TRL aggregates ``loss_type`` (see `_share`)."""
-        completion_ids = inputs["completion_ids"]
-        logps, _, _ = self._get_per_token_logps_and_entropies(
-            model,
-            torch.cat([inputs["prompt_ids"], completion_ids], dim=1),
-            torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1),
-            completion_ids.size(1),
-        )
+    def carry_over_loss(self, logps: torch.Tensor, inputs: dict, advantages: torch.Tensor) -> torch.Tensor:
+        """The term of swapped rows (``advantages`` is 0 on the others), from the log-probs of the
+        completions under the zero-shot prompt, aggregated as TRL aggregates ``loss_type``."""
         mask = self._loss_mask(inputs)
         per_token, weight = carry_over_per_token_loss(
-            logps, inputs["advantages"].unsqueeze(1), self.args.carry_over_gamma, self._nll_coef()
+            logps, advantages.unsqueeze(1), self.args.carry_over_gamma, self._nll_coef()
         )
+        swapped_mask = mask * inputs["swapped"].unsqueeze(1)
         self._metrics["train"]["carry_over/importance_weight"].append(
-            ((weight * mask).sum() / mask.sum().clamp(min=1)).item()
+            ((weight * swapped_mask).sum() / swapped_mask.sum().clamp(min=1)).item()
         )
         total = (per_token * mask).sum()
         accumulation = self.current_gradient_accumulation_steps
