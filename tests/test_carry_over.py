@@ -220,8 +220,13 @@ def test_mixed_groups_pose_demonstrations_in_the_first_slots_only_across_two_pro
 def test_mixed_group_metrics_separate_zero_shot_and_demo_rows():
     tracker = HardSampleTracker(ShotSchedule(start=2, cap=2))
     sampler = HardSampler([], tracker, _NoBank(), demo_rollouts=2)
+    assert [sampler.shots_for("a", slot) for slot in range(4)] == [2, 2, 0, 0]  # posed mixed at once
     rows, metrics = sampler.observe(["a"] * 4, [2, 2, 0, 0], [1.0, 0.0, 0.0, 0.0], ["x"] * 4, 4, step=1)
     assert (rows[0]["demo_rollouts"], rows[0]["demo_successes"], rows[0]["shots"]) == (2, 1, 2)
+    # Judged on its zero-shot rollouts: still hard, although a rollout with demonstrations was right.
+    assert rows[0]["hard"] and (rows[0]["successes"], rows[0]["num_generations"]) == (1, 4)
+    _, _ = sampler.observe(["a"] * 4, [2, 2, 0, 0], [0.0, 0.0, 1.0, 0.0], ["x"] * 4, 4, step=2)
+    assert sampler.shots_for("a", 0) == 1  # a zero-shot success: one demonstration fewer
     assert metrics["rollouts/correct_with_demos"] == 0.5 and metrics["rollouts/correct_zero_shot"] == 0.0
 
 

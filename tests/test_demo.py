@@ -17,19 +17,22 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert "SmolLM2" in results["model"]
-    assert set(results["arms"]) == {"grpo", "toolexpander"}
+    preset = results["preset"]
+    assert list(results["arms"]) == ["grpo", "toolexpander", "toolexpander_carry_over"]
+    splits = {"test", "test_unseen_tools", "full_suite_test", "bfcl_simple_python"}
     for arm, stats in results["arms"].items():
-        for key in (
-            "accuracy_before",
-            "accuracy_after",
-            "hard_ratio_per_round",
-            "wasted_rollouts",
-            "train_seconds",
-        ):
-            assert key in stats, (arm, key)
-        assert 0.0 <= stats["accuracy_after"] <= 1.0
-        assert set(stats["splits_after"]) >= {"test", "test_unseen_tools", "bfcl_simple_python"}
-        assert stats["groups"] == results["preset"]["steps"] * results["preset"]["prompts_per_step"]
-    for name in ("report.md", "reward.png", "hard_ratio.png", "demo_share.png", "accuracy.png"):
+        assert set(stats["splits_before"]) == set(stats["splits_after"]) == splits, arm
+        assert all(0.0 <= v <= 1.0 for v in stats["splits_after"].values())
+        # A learning curve: the base point, then one every `curve_every` steps, zero-shot and 2-shot.
+        assert [p["step"] for p in stats["curve"]] == list(range(0, preset["steps"] + 1, preset["curve_every"]))
+        assert all(0.0 <= p["zero_shot"] <= 1.0 and 0.0 <= p["two_shot"] <= 1.0 for p in stats["curve"])
+        assert stats["rollouts"] == results["rollouts_per_arm"]
+        assert stats["groups"] == preset["steps"] * preset["prompts_per_step"]
+    # Demonstrations are shown only by the ToolExpander arms, swapped only by the carry-over arm.
+    arms = results["arms"]
+    assert arms["grpo"]["demo_rollouts"] == 0 and arms["toolexpander"]["demo_rollouts"] > 0
+    assert arms["toolexpander"]["swapped_share"] == 0 < arms["toolexpander_carry_over"]["swapped_share"]
+    for name in ("report.md", "curves.png", "reward.png", "hard_ratio.png", "demo_share.png", "accuracy.png"):
         assert (tmp_path / name).stat().st_size > 0, name
-    assert "| grpo |" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert all(f"| {arm} |" in report for arm in arms) and "![curves.png](curves.png)" in report

@@ -5,6 +5,7 @@ called (or break). This test fails first, loudly, naming what changed.
 """
 
 import inspect
+import re
 
 import trl
 from packaging.version import Version
@@ -21,6 +22,13 @@ HOOKED = {
     "create_scheduler": ["num_training_steps", "optimizer"],
     "log": ["logs", "start_time"],
     "_get_train_sampler": ["dataset"],
+    "compute_loss": ["model", "inputs", "return_outputs", "num_items_in_batch"],
+    "_compute_loss": ["model", "inputs"],
+    "_tokenize_prompts": ["prompts"],
+}
+# Overridden with a catch-all tail (*args, **kwargs): only the leading parameters are pinned.
+HOOKED_PREFIX = {
+    "_get_per_token_logps_and_entropies": ["model", "input_ids", "attention_mask", "logits_to_keep"],
 }
 
 
@@ -40,6 +48,36 @@ def test_hooked_private_methods_keep_their_signatures():
         assert params == expected, f"GRPOTrainer.{name}{params} changed (we rely on {expected})"
         ours = list(inspect.signature(getattr(ToolExpanderTrainer, name)).parameters)[1:]
         assert ours == expected, f"our override of {name} drifted from TRL's signature"
+    for name, expected in HOOKED_PREFIX.items():
+        params = list(inspect.signature(getattr(GRPOTrainer, name)).parameters)[1:]
+        assert params[: len(expected)] == expected, f"GRPOTrainer.{name}{params} changed (we rely on {expected})"
+
+
+def test_the_loss_makes_one_forward_whose_log_probs_the_carry_over_term_reuses():
+    # `compute_loss` reads the log-probs `_compute_loss` computed (captured by our override of
+    # `_get_per_token_logps_and_entropies`): that needs exactly one such call, on the loss's inputs.
+    source = inspect.getsource(GRPOTrainer._compute_loss)
+    assert source.count("self._get_per_token_logps_and_entropies(") == 1
+    assert "per_token_logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(" in source
+    # Rows with advantage 0 add nothing: true of every loss type whose per-token loss is A times a weight.
+    for loss_type in ("grpo", "dapo", "bnpo", "dr_grpo"):
+        assert f'"{loss_type}"' in source
+
+
+def test_every_per_row_tensor_of_a_generation_batch_is_one_we_merge():
+    # A second generation pass replaces rows (`replace_rows`); a per-row tensor it does not know
+    # would keep the first pass's rows and silently mismatch the others.
+    from toolexpander.trainer.trainer import _LEFT_PADDED, _RIGHT_PADDED
+
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    block = source[source.index("output = {") :]
+    keys = set(re.findall(r'output\["(\w+)"\]', block)) | set(re.findall(r'^\s+"(\w+)": ', block, re.M))
+    assert {"prompt_ids", "completion_mask", "advantages", "old_per_token_logps", "tool_mask"} <= keys  # parsed
+    merged = {*_LEFT_PADDED, *_RIGHT_PADDED, "advantages", "num_items_in_batch"}
+    # Vision inputs: text-only tool calling never sets them (the trainer takes no images).
+    vision = {"pixel_values", "image_grid_thw", "pixel_attention_mask", "spatial_shapes", "image_sizes"}
+    vision |= {"token_type_ids", "mm_token_type_ids", "image_position_ids", "num_images", "num_tiles"}
+    assert keys - merged - vision == set(), f"GRPOTrainer returns new per-row keys {keys - merged - vision}"
 
 
 def test_generation_batch_still_carries_the_tensors_we_merge():

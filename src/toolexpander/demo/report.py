@@ -1,5 +1,6 @@
-"""The demo's report: ``report.md`` with the accuracy table, and PNG plots from each arm's
-``metrics.jsonl`` (reward, hard ratio, demonstrations in use) and the before/after accuracies."""
+"""The demo's report: ``report.md`` with the accuracy table, the held-out curves (zero-shot and
+2-shot accuracy during training, per arm), and PNG plots from each arm's ``metrics.jsonl``
+(reward, hard ratio, demonstrations in use) and the before/after accuracies."""
 
 from __future__ import annotations
 
@@ -37,6 +38,17 @@ def write_plots(results: dict, out: Path) -> list[str]:
         fig.savefig(out / filename, dpi=100)
         plt.close(fig)
         written.append(filename)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+    for ax, (key, title) in zip(axes, (("zero_shot", "zero-shot"), ("two_shot", "2-shot"))):
+        for arm, stats in results["arms"].items():
+            curve = stats["curve"]
+            ax.plot([p["step"] for p in curve], [100 * p[key] for p in curve], marker="o", label=arm)
+        ax.set(title=f"{title} accuracy on held-out items (%)", xlabel="step", ylim=(-2, 102))
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+    written.append("curves.png")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     arms = list(results["arms"])
     for offset, key in ((-0.2, "accuracy_before"), (0.2, "accuracy_after")):
@@ -70,24 +82,36 @@ def write_report(results: dict, out: Path) -> None:
         (
             f"Each arm: {preset['steps']} steps x {preset['prompts_per_step']} prompts x "
             f"{preset['num_generations']} rollouts = {results['rollouts_per_arm']} rollouts "
-            f"on {preset['train_items']} training items."
+            f"on {preset['train_items']} training items of the suite's `{preset['suite_level']}` level. "
+            f"Wall time in all: {results['total_seconds'] / 60:.1f} min."
         ),
         "",
         "Zero-shot accuracy (%), greedy, before -> after training:",
         "",
-        "| arm | prompt | " + " | ".join(splits) + " | wasted rollouts | train s |",
-        "|---|---|" + "---:|" * len(splits) + "---:|---:|",
+        "| arm | " + " | ".join(splits) + " | correct rollouts zero-shot / with demos | train s |",
+        "|---|" + "---:|" * len(splits) + "---:|---:|",
     ]
     for arm, stats in results["arms"].items():
         cells = [f"{_pct(stats['splits_before'][s])} -> {_pct(stats['splits_after'][s])}" for s in splits]
-        lines.append(
-            f"| {arm} | {stats['prompt_style']} | "
-            + " | ".join(cells)
-            + f" | {_pct(stats['wasted_rollouts'])} % | {stats['train_seconds']:.0f} |"
+        rates = f"{_pct(stats['correct_zero_shot_rollouts'])} / {_pct(stats['correct_demo_rollouts'])} %"
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {rates} | {stats['train_seconds']:.0f} |")
+    lines += [
+        "",
+        (
+            f"Held-out curves ({preset['dev_items']} training items never trained on nor shown; greedy), "
+            "zero-shot / 2-shot accuracy (%) by step:"
+        ),
+        "",
+    ]
+    for arm, stats in results["arms"].items():
+        points = ", ".join(
+            f"{p['step']}: {_pct(p['zero_shot'])} / {_pct(p['two_shot'])}" for p in stats["curve"]
         )
+        lines.append(f"- {arm}: {points}")
     lines += ["", "Hard ratio (share of all-fail groups) per round (visit of an item):", ""]
     for arm, stats in results["arms"].items():
         per_round = ", ".join(f"round {r}: {_pct(v)} %" for r, v in stats["hard_ratio_per_round"].items())
-        lines.append(f"- {arm}: {per_round or 'no groups'}")
+        swapped = f"; rows trained under a swapped prompt: {_pct(stats['swapped_share'])} %"
+        lines.append(f"- {arm}: {per_round or 'no groups'}{swapped if stats['swapped_share'] else ''}")
     lines += ["", *(f"![{name}]({name})" for name in plots), ""]
     (out / "report.md").write_text("\n".join(lines))

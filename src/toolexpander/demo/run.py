@@ -1,14 +1,24 @@
-"""``toolexpander demo``: a real weak LLM learns to call tools, plain GRPO against ToolExpander.
+"""``toolexpander demo``: a real weak LLM learns to call tools; plain GRPO against ToolExpander
+as the paper describes it and ToolExpander with carry-over to the zero-shot prompt.
 
-The same base model (SmolLM2-135M-Instruct, SPEC §4) is trained twice at the same rollout
-budget (same steps, prompts per step, rollouts per prompt): once with plain GRPO, once with
-ToolExpander. Both are evaluated zero-shot before and after, on the built-in suite's test
-splits and a small BFCL subset, because zero-shot is what evaluation measures. The run writes
-``report.md``, ``results.json`` and PNG plots into ``--out``.
+The same base model (SmolLM2-135M-Instruct, SPEC §4) is trained three times at the same rollout
+budget (steps x prompts per step x rollouts per prompt):
+
+- ``grpo``: plain GRPO;
+- ``toolexpander``: hard items are posed with demonstrations and trained under that prompt
+  (`carry_over: none`, the paper as we read it);
+- ``toolexpander_carry_over``: mixed groups (m of G rollouts with demonstrations) whose
+  demonstration rows are trained under the zero-shot prompt (`carry_over: swap_nll`, SPEC §8).
+
+Every few steps each arm is measured zero-shot and 2-shot on a fixed set of held-out training
+items (never trained on, never shown as a demonstration); at the end, zero-shot on the suite's
+``test`` and ``test_unseen_tools`` splits of the level trained on, on the full suite's ``test``
+split, and on a BFCL subset. The run writes ``report.md``, ``results.json`` and PNG plots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -20,7 +30,6 @@ from toolexpander.errors import UserError
 from toolexpander.models import SMOLLM2_HUB_ID
 
 console = Console()
-ARMS = ("grpo", "toolexpander")
 
 
 @dataclass(frozen=True)
@@ -28,66 +37,109 @@ class DemoPreset:
     """How big a demo run is. Per arm: ``steps`` x ``prompts_per_step`` x ``num_generations`` rollouts."""
 
     name: str
+    suite_level: str  # toolexpander.data.suite.LEVELS
     train_items: int
+    dev_items: int  # held-out training items the curves are measured on
     steps: int
     prompts_per_step: int
     num_generations: int
+    demo_rollouts: int  # m of G rollouts posed with demonstrations in the carry-over arm
     max_completion_length: int
     learning_rate: float
-    eval_items: int  # per split, for the suite's test and test_unseen_tools splits
+    curve_every: int  # steps between two points of the held-out curves
+    eval_items: int  # per split of the level trained on
+    full_suite_items: int  # of the full suite's test split
     bfcl_items: int  # BFCL simple_python items
     eval_max_new_tokens: int
     eval_batch_size: int
+    toolexpander_mode: str  # toolexpander, or hard_sampling_only where the self-exemplifying prompt does not fit
     temperature: float = 0.8
-    shots_start: int = 2  # SPEC §4/§5: the 135M model follows two turn demonstrations
+    shots: int = 2  # SPEC §4/§5: the 135M model follows two turn demonstrations
+    bf16_on_cpu: bool = True  # autocast: about half the CPU time on CPUs with AVX512-BF16/AMX (SPEC §5)
     what_it_shows: str = ""
 
 
 PRESETS = {
     "quick": DemoPreset(
         "quick",
-        train_items=8,
-        steps=1,
+        suite_level="easy",
+        train_items=2,  # both visited twice: zero-shot, then with demonstrations
+        dev_items=2,
+        steps=2,
         prompts_per_step=2,
         num_generations=4,
-        max_completion_length=32,
-        learning_rate=5e-5,
-        eval_items=4,
-        bfcl_items=2,
-        eval_max_new_tokens=48,
+        demo_rollouts=2,
+        max_completion_length=24,
+        learning_rate=1e-4,
+        curve_every=1,
+        eval_items=2,
+        full_suite_items=2,
+        bfcl_items=1,
+        eval_max_new_tokens=24,
         eval_batch_size=4,
-        what_it_shows="a smoke test of the whole pipeline (one step per arm): it shows nothing about learning",
+        toolexpander_mode="hard_sampling_only",
+        what_it_shows="a smoke test of the whole pipeline (two steps per arm): it shows nothing about learning",
     ),
     "cpu": DemoPreset(
         "cpu",
-        train_items=8,
-        steps=12,
-        prompts_per_step=2,
+        suite_level="easy",
+        train_items=32,
+        dev_items=12,
+        steps=16,
+        prompts_per_step=4,
         num_generations=4,
-        max_completion_length=96,
-        learning_rate=5e-5,
+        demo_rollouts=2,
+        max_completion_length=64,
+        learning_rate=1e-4,
+        curve_every=8,
         eval_items=24,
-        bfcl_items=12,
-        eval_max_new_tokens=96,
-        eval_batch_size=8,
-        what_it_shows="whether hard sampling turns all-fail groups into a learning signal (hard ratio, reward) "
-        "within a dozen steps; too few steps to expect zero-shot accuracy to move",
+        full_suite_items=12,
+        bfcl_items=6,
+        eval_max_new_tokens=64,
+        eval_batch_size=12,
+        toolexpander_mode="hard_sampling_only",
+        what_it_shows="whether what is learned with demonstrations reaches the zero-shot prompt, on the easy "
+        "level of the suite, in under 45 minutes on 2 CPU cores; each item is drawn twice. The "
+        "self-exemplifying prompt does not fit the 64-token completions of this budget, so both ToolExpander "
+        "arms use hard sampling with the plain prompt",
     ),
     "gpu": DemoPreset(
         "gpu",
-        train_items=300,
-        steps=300,
+        suite_level="easy",
+        train_items=256,
+        dev_items=32,
+        steps=96,
         prompts_per_step=16,
         num_generations=8,
+        demo_rollouts=4,
         max_completion_length=128,
         learning_rate=5e-5,
+        curve_every=16,
         eval_items=120,
+        full_suite_items=120,
         bfcl_items=100,
         eval_max_new_tokens=128,
         eval_batch_size=64,
-        what_it_shows="the real comparison: whether ToolExpander carries few-shot competence over to zero-shot",
+        toolexpander_mode="toolexpander",
+        what_it_shows="the real comparison, with the self-exemplifying prompt: whether ToolExpander carries "
+        "few-shot competence over to zero-shot",
     ),
 }
+
+ARMS = ("grpo", "toolexpander", "toolexpander_carry_over")
+
+
+def arm_config(arm: str, preset: DemoPreset) -> dict:
+    """The `ToolExpanderConfig` fields that make an arm what it is."""
+    if arm == "grpo":
+        return {"mode": "grpo"}
+    fields = {"mode": preset.toolexpander_mode, "shots_start": preset.shots, "shots_cap": preset.shots}
+    # Items keep their demonstrations: the carry-over arm's groups keep a zero-shot baseline anyway,
+    # and withdrawing them after one success made items oscillate (SPEC §5).
+    fields["fading"] = False
+    if arm == "toolexpander_carry_over":
+        fields |= {"carry_over": "swap_nll", "demo_rollouts_per_group": preset.demo_rollouts}
+    return fields
 
 
 class Clock:
@@ -104,51 +156,112 @@ class Clock:
         self.done += 1
 
 
-def eval_sets(preset: DemoPreset, seed: int) -> dict[str, list[dict]]:
-    """The zero-shot evaluation splits: suite test, unseen tools, and BFCL simple_python."""
+@dataclass
+class DemoData:
+    """The records of one demo run: what is trained on, where demonstrations come from, what is measured."""
+
+    train: list[dict]
+    demo_pool: list[dict]  # the level's train split less the held-out dev items
+    dev: list[dict]
+    final: dict[str, list[dict]]  # zero-shot evaluation splits
+
+
+def demo_data(preset: DemoPreset, seed: int) -> DemoData:
     from toolexpander.data.suite import build_suite
     from toolexpander.evaluation.runner import load_benchmark
 
-    suite = build_suite(seed)
-    sets = {
+    suite = build_suite(seed, level=preset.suite_level)
+    train_split = suite["train"]
+    dev = train_split[-preset.dev_items :]
+    final = {
         "test": suite["test"][: preset.eval_items],
         "test_unseen_tools": suite["test_unseen_tools"][: preset.eval_items],
     }
+    if preset.suite_level != "full":
+        final["full_suite_test"] = build_suite(seed)["test"][: preset.full_suite_items]
     try:
-        sets["bfcl_simple_python"] = load_benchmark("bfcl:simple_python").records()[: preset.bfcl_items]
-    except (
-        UserError,
-        ImportError,
-    ) as error:  # bfcl-eval or its data missing: the suite still tells the story
+        final["bfcl_simple_python"] = load_benchmark("bfcl:simple_python").records()[: preset.bfcl_items]
+    except (UserError, ImportError) as error:  # bfcl-eval or its data missing: the suite still tells the story
         console.print(f"[yellow]BFCL subset skipped: {error}[/]")
-    return sets
+    return DemoData(train_split[: preset.train_items], train_split[: -preset.dev_items], dev, final)
 
 
-def evaluate(
-    model, tokenizer, sets: dict[str, list[dict]], style: str, preset: DemoPreset, label: str
-) -> dict:
-    """Zero-shot greedy accuracy per split (Tool-N1 exact match; BFCL's official checker)."""
+def low_precision(preset: DemoPreset):
+    """bf16 autocast for CPU generation where the preset asks for it; the weights stay float32."""
+    import torch
+
+    if preset.bf16_on_cpu and not torch.cuda.is_available():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def accuracy(model, tokenizer, records: list[dict], conversations: list[list[dict]], preset, label) -> float:
+    """Greedy accuracy of ``conversations`` posing ``records`` (Tool-N1 exact match; BFCL's checker)."""
     from toolexpander.evaluation.generation import generate_completions
-    from toolexpander.evaluation.runner import prompt_messages
     from toolexpander.evaluation.scoring import evaluate_records
 
-    accuracies = {}
-    for split, records in sets.items():
-        messages = [prompt_messages(record, style) for record in records]
+    with low_precision(preset):
         texts = generate_completions(
             model,
             tokenizer,
-            messages,
+            conversations,
             preset.eval_max_new_tokens,
             preset.eval_batch_size,
-            progress_label=f"{label}: {split}",
+            progress_label=label,
         )
-        items, _ = evaluate_records(records, {r["id"]: t for r, t in zip(records, texts)})
-        accuracies[split] = sum(item["valid"] for item in items) / len(items)
-    return accuracies
+    items, _ = evaluate_records(records, {r["id"]: t for r, t in zip(records, texts)})
+    return sum(item["valid"] for item in items) / len(items)
 
 
-def train_arm(arm: str, model_name: str, tasks: list[dict], preset: DemoPreset, out: Path, seed: int):
+def evaluate_final(model, tokenizer, data: DemoData, style: str, preset: DemoPreset, label: str) -> dict:
+    """Zero-shot accuracy per final split."""
+    from toolexpander.evaluation.runner import prompt_messages
+
+    return {
+        split: accuracy(
+            model, tokenizer, records, [prompt_messages(r, style) for r in records], preset, f"{label}: {split}"
+        )
+        for split, records in data.final.items()
+    }
+
+
+class HeldOutCurve:
+    """Zero-shot and 2-shot accuracy on the dev items, as a `TrainerCallback` every ``every`` steps."""
+
+    def __init__(self, tokenizer, data: DemoData, style: str, preset: DemoPreset, label: str):
+        from toolexpander.hard_sampling.demo_bank import DemoBank
+        from toolexpander.prompts import build_messages
+
+        bank = DemoBank(data.demo_pool, sources=("gold",))  # fixed: gold answers only
+        self.conversations = {
+            "zero_shot": [build_messages(t, style=style) for t in data.dev],
+            "two_shot": [build_messages(t, style=style, demos=bank.select(t, 2)) for t in data.dev],
+        }
+        self.tokenizer, self.records, self.preset, self.label = tokenizer, data.dev, preset, label
+        self.points: list[dict] = []
+
+    def measure(self, model, step: int) -> dict:
+        point = {"step": step}
+        for name, conversations in self.conversations.items():
+            label = f"{self.label} step {step}: dev {name}"
+            point[name] = accuracy(model, self.tokenizer, self.records, conversations, self.preset, label)
+        self.points.append(point)
+        return point
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        curve = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kwargs):
+                if state.global_step % curve.preset.curve_every == 0 or state.global_step == state.max_steps:
+                    curve.measure(model, state.global_step)
+
+        return _Callback()
+
+
+def train_arm(arm: str, model_name: str, data: DemoData, preset: DemoPreset, out: Path, seed: int):
     import torch
 
     from toolexpander.models import load_model_and_tokenizer
@@ -159,7 +272,6 @@ def train_arm(arm: str, model_name: str, tasks: list[dict], preset: DemoPreset, 
     model, tokenizer = load_model_and_tokenizer(model_name, dtype=torch.bfloat16 if cuda else torch.float32)
     config = ToolExpanderConfig(
         output_dir=str(out / arm),
-        mode=arm,
         num_generations=preset.num_generations,
         per_device_train_batch_size=preset.prompts_per_step * preset.num_generations,
         max_completion_length=preset.max_completion_length,
@@ -167,17 +279,26 @@ def train_arm(arm: str, model_name: str, tasks: list[dict], preset: DemoPreset, 
         learning_rate=preset.learning_rate,
         lr_decay_steps=max(preset.steps, 1),
         temperature=preset.temperature,
-        shots_start=preset.shots_start,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
         use_cpu=not cuda,
-        bf16=cuda,
+        bf16=cuda or preset.bf16_on_cpu,
         seed=seed,
+        **arm_config(arm, preset),
     )
-    trainer = ToolExpanderTrainer(model, config, tasks, processing_class=tokenizer)
+    style = config.effective_prompt_style
+    curve = HeldOutCurve(tokenizer, data, style, preset, arm)
+    trainer = ToolExpanderTrainer(
+        model,
+        config,
+        data.train,
+        demo_pool=data.demo_pool,
+        processing_class=tokenizer,
+        callbacks=[curve.callback()],
+    )
     trainer.train()
-    return trainer.model, tokenizer, config.effective_prompt_style
+    return trainer.model, tokenizer, style, curve.points
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -185,21 +306,35 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def arm_statistics(run_dir: Path) -> dict:
-    """Hard ratio per round and wasted rollouts (all-fail groups / all groups) from the ledger."""
+    """From the ledger and metrics: hard ratio per round, wasted rollouts, correct rate of the
+    rollouts posed zero-shot and with demonstrations, share of rows trained under a swapped prompt."""
     ledger = read_jsonl(run_dir / "hard_samples.jsonl")
     rounds: dict[int, list[bool]] = {}
     for row in ledger:
         rounds.setdefault(row["round"], []).append(row["successes"] == 0)
+    rollouts = sum(row["num_generations"] for row in ledger)
+    demo_rollouts = sum(row["demo_rollouts"] for row in ledger)
+    demo_successes = sum(row["demo_successes"] for row in ledger)
+    metrics = [row for row in read_jsonl(run_dir / "metrics.jsonl") if "hard/ratio" in row]
+    swapped = [row["carry_over/swapped_share"] for row in metrics if "carry_over/swapped_share" in row]
     return {
         "hard_ratio_per_round": {str(r): sum(v) / len(v) for r, v in sorted(rounds.items())},
         "wasted_rollouts": sum(row["successes"] == 0 for row in ledger) / len(ledger) if ledger else None,
         "groups": len(ledger),
+        "rollouts": rollouts,
+        "correct_zero_shot_rollouts": (
+            (sum(row["successes"] for row in ledger) - demo_successes) / (rollouts - demo_rollouts)
+            if rollouts > demo_rollouts
+            else None
+        ),
+        "correct_demo_rollouts": demo_successes / demo_rollouts if demo_rollouts else None,
+        "demo_rollouts": demo_rollouts,
+        "swapped_share": sum(swapped) / len(swapped) if swapped else 0.0,
     }
 
 
 def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, seed: int = 0) -> dict:
     """Run the whole demo; returns what ``results.json`` holds."""
-    from toolexpander.data.suite import build_suite
     from toolexpander.demo.report import write_report
     from toolexpander.models import load_model_and_tokenizer, model_description
 
@@ -208,15 +343,15 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     out.mkdir(parents=True, exist_ok=True)
     clock = Clock(phases=2 + 2 * len(ARMS))
     console.print(f"model: {model_description(model_name)}\npreset {preset.name}: {preset.what_it_shows}")
-    tasks = build_suite(seed)["train"][: preset.train_items]
-    sets = eval_sets(preset, seed)
+    data = demo_data(preset, seed)
+    styles = sorted({arm_style(arm, preset) for arm in ARMS})
 
-    clock.phase("evaluating the base model zero-shot")
+    clock.phase("evaluating the base model")
     started = time.time()
     base, tokenizer = load_model_and_tokenizer(model_name)
-    before = {
-        style: evaluate(base, tokenizer, sets, style, preset, f"base/{style}")
-        for style in ("plain", "self_exemplify")
+    before = {style: evaluate_final(base, tokenizer, data, style, preset, f"base/{style}") for style in styles}
+    base_curve = {
+        style: HeldOutCurve(tokenizer, data, style, preset, f"base/{style}").measure(base, 0) for style in styles
     }
     del base
     results = {
@@ -230,24 +365,34 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     for arm in ARMS:
         clock.phase(f"training arm {arm}")
         started = time.time()
-        model, tokenizer, style = train_arm(arm, model_name, tasks, preset, out, seed)
+        model, tokenizer, style, points = train_arm(arm, model_name, data, preset, out, seed)
         train_seconds = time.time() - started
         clock.phase(f"evaluating arm {arm} zero-shot")
         started = time.time()
-        after = evaluate(model, tokenizer, sets, style, preset, f"{arm}/after")
+        after = evaluate_final(model, tokenizer, data, style, preset, f"{arm}/after")
         results["arms"][arm] = {
+            "config": arm_config(arm, preset),
             "prompt_style": style,
             "accuracy_before": before[style]["test"],
             "accuracy_after": after["test"],
             "splits_before": before[style],
             "splits_after": after,
+            "curve": [base_curve[style], *points],
             **arm_statistics(out / arm),
             "train_seconds": train_seconds,
             "eval_seconds": time.time() - started,
         }
         del model
     clock.phase("writing the report")
+    results["total_seconds"] = time.time() - clock.start
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, out)
-    console.print(f"[bold green]done[/]: {out / 'report.md'}")
+    console.print(f"[bold green]done[/] in {results['total_seconds'] / 60:.1f} min: {out / 'report.md'}")
     return results
+
+
+def arm_style(arm: str, preset: DemoPreset) -> str:
+    """The prompt style an arm trains and is evaluated with (what its mode implies)."""
+    from toolexpander.trainer.config import MODE_FEATURES
+
+    return "self_exemplify" if MODE_FEATURES[arm_config(arm, preset)["mode"]][1] else "plain"

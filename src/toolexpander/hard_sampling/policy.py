@@ -96,6 +96,10 @@ class HardSampleTracker:
         self.schedule = schedule
         self._items: dict[str, _ItemState] = {}
 
+    def seen(self, item_id: str) -> bool:
+        """Whether a group of ``item_id`` was ever recorded."""
+        return item_id in self._items
+
     def shots_for(self, item_id: str) -> int:
         """Shots to use the next time ``item_id`` is drawn (0 for items never recorded)."""
         state = self._items.get(item_id)

@@ -7,7 +7,11 @@ It holds the whole run's hard-sampling state, saved in every checkpoint.
 
 Mixed groups (``demo_rollouts=m``): a hard item's group keeps G - m zero-shot rollouts beside its
 m rollouts with demonstrations (ICPO poses 1 of 8), so its advantages compare the two and every
-group carries a zero-shot baseline. The first m slots of a group hold the demonstrations.
+group carries a zero-shot baseline. The first m slots of a group hold the demonstrations. The
+zero-shot rollouts are then the hardness test (the paper's "no correct answer in the rollouts"):
+an item is posed with demonstrations in its m slots from its first visit, and the policy sees
+only its zero-shot rollouts, so it is hard until one of those is correct. No visit is spent only
+on finding out that an item is hard.
 
 Every process of a multi-process run owns an identical copy: `observe` must be called with
 the groups of *all* processes (gathered), so that each copy takes the same decisions.
@@ -60,12 +64,13 @@ class HardSampler:
 
         >>> from toolexpander.hard_sampling.policy import ShotSchedule
         >>> sampler = HardSampler([], HardSampleTracker(ShotSchedule(start=2)), None, demo_rollouts=1)
-        >>> _ = sampler.tracker.record("a", 0, 4, step=1, shots=0)
         >>> [sampler.shots_for("a", slot) for slot in range(4)]
         [2, 0, 0, 0]
         """
         if not self.use_demos or (self.demo_rollouts is not None and slot >= self.demo_rollouts):
             return 0
+        if self.demo_rollouts is not None and not self.tracker.seen(item_id):
+            return self.tracker.schedule.start  # hard until its zero-shot rollouts say otherwise
         return self.tracker.shots_for(item_id)
 
     def prompt_for(self, item_id: str, shots: int | None = None) -> list[dict]:
@@ -106,10 +111,16 @@ class HardSampler:
             for i in group:
                 if correct[i] >= 1.0:
                     self.bank.add_rollout(item_id, completions[i])
-            # Slot 0 carries the group's demonstrations when any rollout of it does.
-            row = self.tracker.record(item_id, successes, num_generations, step=step, shots=shots[start])
-            row["demo_rollouts"] = sum(1 for i in group if shots[i] > 0)
-            row["demo_successes"] = sum(1 for i in group if shots[i] > 0 and correct[i] >= 1.0)
+            demo_rollouts = sum(1 for i in group if shots[i] > 0)
+            demo_successes = sum(1 for i in group if shots[i] > 0 and correct[i] >= 1.0)
+            # Slot 0 carries the group's demonstrations when any rollout of it does. A mixed group is
+            # judged on its zero-shot rollouts; the row still reports the whole group.
+            judged = (successes - demo_successes, num_generations - demo_rollouts)
+            if self.demo_rollouts is None or not judged[1]:
+                judged = (successes, num_generations)
+            row = self.tracker.record(item_id, *judged, step=step, shots=shots[start])
+            row |= {"successes": successes, "num_generations": num_generations}
+            row |= {"demo_rollouts": demo_rollouts, "demo_successes": demo_successes}
             rows.append(row)
         metrics = self.tracker.summary(rows)
         for name, posed in (("correct_zero_shot", False), ("correct_with_demos", True)):
