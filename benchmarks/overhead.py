@@ -7,7 +7,12 @@ Two ratios, one JSON line each:
 - ``toolexpander``: ``mode=toolexpander`` with the plain prompt / plain TRL: adds what the method
   itself costs (hard items are posed with demonstrations, so prompts are longer).
 
-    python benchmarks/overhead.py [--repeats 3] [--steps 6]
+Every rollout gets a reward with variance within its group (every other one correct), so every
+step does the same work in all three (our trainer skips the loss of batches with nothing to learn,
+which would flatter it). Steady figures: one thread (the two cores are shared), a warm-up step
+dropped, per-step medians, runs alternated; ``ratio_per_repeat`` shows how far runs agree.
+
+    python benchmarks/overhead.py [--repeats 3] [--steps 16]
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ import time
 import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
+
+
+def alternating_reward(completions, **kwargs):
+    """Every other rollout correct: each group of 4 has variance, so every step has a gradient."""
+    return [float(i % 2 == 0) for i in range(len(completions))]
 
 
 class StepTimer(TrainerCallback):
@@ -38,7 +48,7 @@ def run_once(kind: str, model_dir: str, tasks: list[dict], steps: int) -> list[f
     from trl import GRPOConfig, GRPOTrainer
 
     from toolexpander.models import load_model_and_tokenizer
-    from toolexpander.rewards import get_reward
+    from toolexpander.trainer import trainer as trainer_module
     from toolexpander.trainer.config import ToolExpanderConfig
     from toolexpander.trainer.trainer import ToolExpanderTrainer, tasks_to_dataset
 
@@ -64,7 +74,7 @@ def run_once(kind: str, model_dir: str, tasks: list[dict], steps: int) -> list[f
     if kind == "plain":
         trainer = GRPOTrainer(
             model=model,
-            reward_funcs=[get_reward("tool_n1")],
+            reward_funcs=[alternating_reward],
             args=GRPOConfig(**common),
             train_dataset=tasks_to_dataset(tasks, "plain"),
             processing_class=tokenizer,
@@ -73,6 +83,7 @@ def run_once(kind: str, model_dir: str, tasks: list[dict], steps: int) -> list[f
     else:
         mode = "grpo" if kind == "grpo_bookkeeping" else "toolexpander"
         config = ToolExpanderConfig(**common, mode=mode, prompt_style="plain", lr_decay_gamma=1.0)
+        trainer_module.get_reward = lambda name: alternating_reward  # the same reward as plain TRL's
         trainer = ToolExpanderTrainer(model, config, tasks, processing_class=tokenizer, callbacks=[timer])
     trainer.remove_callback(PrinterCallback)  # stdout holds only the JSON lines
     trainer.train()
@@ -82,21 +93,26 @@ def run_once(kind: str, model_dir: str, tasks: list[dict], steps: int) -> list[f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=16)
     args = parser.parse_args()
+    torch.set_num_threads(1)
 
     from toolexpander.data.suite import build_suite
     from toolexpander.models import build_tiny_model
 
     model_dir = build_tiny_model(tempfile.mkdtemp())
     tasks = build_suite(0)["train"][:16]
-    times: dict[str, list[float]] = {"plain": [], "grpo_bookkeeping": [], "toolexpander": []}
+    kinds = ("plain", "grpo_bookkeeping", "toolexpander")
+    times: dict[str, list[list[float]]] = {kind: [] for kind in kinds}
     for _ in range(args.repeats):
-        for kind in times:  # alternate, so drifts in machine load hit every kind
-            times[kind] += run_once(kind, model_dir, tasks, args.steps)
-    plain = statistics.median(times["plain"])
+        for kind in kinds:  # alternate, so drifts in machine load hit every kind
+            times[kind].append(run_once(kind, model_dir, tasks, args.steps))
+    plain = statistics.median(t for run in times["plain"] for t in run)
     for kind in ("grpo_bookkeeping", "toolexpander"):
-        ours = statistics.median(times[kind])
+        ours = statistics.median(t for run in times[kind] for t in run)
+        per_repeat = [
+            round(statistics.median(a) / statistics.median(b), 3) for a, b in zip(times[kind], times["plain"])
+        ]
         print(
             json.dumps(
                 {
@@ -105,7 +121,8 @@ def main() -> None:
                     "plain_s_per_step": round(plain, 4),
                     "ours_s_per_step": round(ours, 4),
                     "ratio": round(ours / plain, 3),
-                    "steps_timed": len(times[kind]),
+                    "ratio_per_repeat": per_repeat,
+                    "steps_timed": sum(len(run) for run in times[kind]),
                     "model": "tiny random Qwen2",
                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
                 }

@@ -1,4 +1,8 @@
-"""Shared fixtures: where the shared data lies, and a tiny random model built once per session."""
+"""Shared fixtures: where the shared data lies, and a tiny random model built once per session.
+
+`../shared/data` (BFCL, API-Bank, ToolRL, glaive in their upstream layouts) lies beside our CI's
+clone, not beside a user's: the tests that read it skip when it is absent, everything else uses
+fixtures written by the tests or data installed packages ship."""
 
 from pathlib import Path
 
@@ -11,7 +15,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.fail(f"shared data not found at {SHARED_DATA}: the repo must sit beside shared/")
+        pytest.skip(f"needs the upstream data sets in {SHARED_DATA} (beside the project's CI clone only)")
     return SHARED_DATA
 
 

@@ -29,20 +29,20 @@ def build_trainer(tmp_path, tiny_model_dir, monkeypatch, reward, **fields):
     from toolexpander.trainer.config import ToolExpanderConfig
 
     monkeypatch.setattr(trainer_module, "get_reward", lambda name: reward)
-    settings = dict(
-        output_dir=str(tmp_path),
-        mode="hard_sampling_only",
-        num_generations=4,
-        per_device_train_batch_size=8,
-        max_completion_length=8,
-        max_steps=1,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="no",
-        logging_steps=1,
-        reroll_all_fail=True,
-        demo_rollouts_per_group=2,
-    )
+    settings = {
+        "output_dir": str(tmp_path),
+        "mode": "hard_sampling_only",
+        "num_generations": 4,
+        "per_device_train_batch_size": 8,
+        "max_completion_length": 8,
+        "max_steps": 1,
+        "report_to": "none",
+        "use_cpu": True,
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "reroll_all_fail": True,
+        "demo_rollouts_per_group": 2,
+    }
     settings.update(fields)
     model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
     tasks = build_suite()["train"][:2]
@@ -75,6 +75,21 @@ def completion_logp(model, prompt_ids, prompt_mask, completion_ids, completion_m
     logps = torch.log_softmax(logits[:, -width - 1 : -1].float(), dim=-1)
     token_logps = logps.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     return (token_logps * completion_mask).sum(-1)
+
+
+def count_generated_rows(monkeypatch) -> list[int]:
+    """The rows of every generation pass TRL makes (a list that fills as the trainer runs)."""
+    from trl import GRPOTrainer
+
+    generated = []
+    original = GRPOTrainer._generate_and_score_completions
+
+    def count(self, inputs):
+        generated.append(len(inputs))
+        return original(self, inputs)
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", count)
+    return generated
 
 
 def prompt_texts(tokenizer, batch: dict) -> list[str]:
@@ -148,14 +163,7 @@ def test_only_the_groups_that_need_it_are_generated_again(tmp_path, tiny_model_d
     trainer, _, _ = build_trainer(
         tmp_path, tiny_model_dir, monkeypatch, scripted_rewards.varied_for_first_item, carry_over="swap"
     )
-    generated = []
-    original = type(trainer).__mro__[1]._generate_and_score_completions
-
-    def count(self, inputs):
-        generated.append(len(inputs))
-        return original(self, inputs)
-
-    monkeypatch.setattr(type(trainer).__mro__[1], "_generate_and_score_completions", count)
+    generated = count_generated_rows(monkeypatch)
     trainer.train()
     assert generated == [8, 4]
     ledger = read_jsonl(tmp_path / "hard_samples.jsonl")
@@ -174,14 +182,7 @@ def test_dapo_fill_regenerates_only_the_flat_groups(tmp_path, tiny_model_dir, mo
         reroll_all_fail=False,
         demo_rollouts_per_group=None,
     )
-    generated = []
-    original = type(trainer).__mro__[1]._generate_and_score_completions
-
-    def count(self, inputs):
-        generated.append(len(inputs))
-        return original(self, inputs)
-
-    monkeypatch.setattr(type(trainer).__mro__[1], "_generate_and_score_completions", count)
+    generated = count_generated_rows(monkeypatch)
     trainer.train()
     assert generated == [8, 4]
 
@@ -191,9 +192,11 @@ def test_a_batch_with_nothing_to_learn_skips_forward_and_backward(tmp_path, tiny
         tmp_path, tiny_model_dir, monkeypatch, scripted_rewards.never_correct, reroll_all_fail=False
     )
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    from trl import GRPOTrainer
+
     calls = []
-    original = type(trainer).__mro__[1]._compute_loss
-    monkeypatch.setattr(type(trainer).__mro__[1], "_compute_loss", lambda *a: calls.append(1) or original(*a))
+    original = GRPOTrainer._compute_loss
+    monkeypatch.setattr(GRPOTrainer, "_compute_loss", lambda *a: calls.append(1) or original(*a))
     trainer.train()
     assert calls == []
     assert all(torch.equal(before[name], p) for name, p in trainer.model.named_parameters())

@@ -32,7 +32,7 @@ def test_quick_demo_writes_the_report(tmp_path):
     arms = results["arms"]
     assert arms["grpo"]["demo_rollouts"] == 0 and arms["toolexpander"]["demo_rollouts"] > 0
     assert arms["toolexpander"]["swapped_share"] == 0 < arms["toolexpander_carry_over"]["swapped_share"]
-    for name in ("report.md", "curves.png", "reward.png", "hard_ratio.png", "demo_share.png", "accuracy.png"):
+    for name in ("report.md", "curves.png", "reward.png", "hard_ratio.png", "demo_share.png", "zero_shot_rollouts.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     report = (tmp_path / "report.md").read_text()
     assert all(f"| {arm} |" in report for arm in arms) and "![curves.png](curves.png)" in report

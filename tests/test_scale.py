@@ -43,18 +43,23 @@ def alternating_reward(completions, **kwargs):
     return [float(i % 2 == 0) for i in range(len(completions))]
 
 
+MIXED = ["--carry_over", "swap_nll", "--demo_rollouts_per_group", "1"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "per_device_2proc, per_device_1proc, items",
-    [(4, 8, 4), (2, 4, 2)],
-    ids=["whole-groups-per-rank", "groups-split-across-ranks"],
+    "per_device_2proc, per_device_1proc, items, extra",
+    [(4, 8, 4, []), (2, 4, 2, []), (2, 4, 2, MIXED)],
+    ids=["whole-groups-per-rank", "groups-split-across-ranks", "mixed-groups-split-across-ranks"],
 )
 def test_two_processes_write_the_same_ledger_as_one(
-    tmp_path, tiny_model_dir, per_device_2proc, per_device_1proc, items
+    tmp_path, tiny_model_dir, per_device_2proc, per_device_1proc, items, extra
 ):
     # `accelerate launch --cpu` ignores --num_processes (one process); --multi_gpu with the recipe's
-    # use_cpu: true starts 2 CPU processes on gloo.
+    # use_cpu: true starts 2 CPU processes on gloo. Mixed groups: the one rollout with demonstrations
+    # of each group lies on the first process (slot 0), the carry-over loss runs on both.
     common = ["--max_steps", "3", "--max_train_items", str(items), "--correctness_reward", CORRECT_WITH_DEMOS]
+    common += extra
     two = tmp_path / "two"
     port = ["--main_process_port", str(free_port())]
     argv = train_argv(tiny_model_dir, two, *common, "--per_device_train_batch_size", str(per_device_2proc))
@@ -78,7 +83,9 @@ def test_two_processes_write_the_same_ledger_as_one(
         assert len({(row["id"], row["step"]) for row in ledger}) == len(ledger)
         prompts_per_step = per_device_1proc // 4
         assert [row["step"] for row in ledger] == [s for s in (1, 2, 3) for _ in range(prompts_per_step)]
-        assert all(row["num_generations"] == 4 and row["successes"] in (0, 4) for row in ledger)
+        demo_rollouts = 1 if extra else 4  # correct_with_demos: exactly the rows posed with demonstrations
+        assert all(row["num_generations"] == 4 and row["successes"] in (0, demo_rollouts) for row in ledger)
+        assert all(row["demo_rollouts"] in (0, demo_rollouts) for row in ledger)
         steps = [m["step"] for m in read_jsonl(out / "metrics.jsonl") if "hard/ratio" in m]
         assert steps == [1, 2, 3]
     assert ledgers["two"] == ledgers["one"]

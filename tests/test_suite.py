@@ -234,3 +234,22 @@ def test_export_writes_valid_jsonl_with_the_returned_counts(tmp_path):
         records = [json.loads(line) for line in lines]
         assert all(record_errors(r) == [] for r in records)
         assert records == expected[split]
+
+
+def test_easy_level_poses_single_calls_with_one_distractor():
+    easy = build_suite(0, level="easy")
+    for split in SPLITS:
+        for record in easy[split]:
+            assert record_errors(record) == [], record["id"]
+            assert record["kind"] == "single" and len(record["answer"]) == 1
+            assert len(record["tools"]) == 2 and record["answer"][0]["name"] in {t["name"] for t in record["tools"]}
+            assert record["id"].startswith(f"suite-easy-{split}-")
+    assert {r["answer"][0]["name"] for r in easy["test_unseen_tools"]} <= set(HELD_OUT_TOOLS)
+    # A level has its own records; the full level's are those of the default.
+    assert build_suite(0, level="full") == build_suite(0)
+    assert [query_text(r) for r in easy["train"]] != [query_text(r) for r in build_suite(0)["train"]]
+
+
+def test_unknown_level_is_refused():
+    with pytest.raises(ValueError, match="unknown suite level"):
+        build_split("train", 3, level="hard")

@@ -175,6 +175,11 @@ def _train_subprocess(out: Path, tiny_model_dir: str, *extra: str) -> subprocess
         "4",
         "--correctness_reward",
         "tests.scripted_rewards:correct_with_demos",
+        # The carry-over state too: mixed groups, swapped prompts, the annealed NLL coefficient.
+        "--carry_over",
+        "swap_nll",
+        "--demo_rollouts_per_group",
+        "2",
         *extra,
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -71,7 +71,7 @@ def test_every_per_row_tensor_of_a_generation_batch_is_one_we_merge():
 
     source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
     block = source[source.index("output = {") :]
-    keys = set(re.findall(r'output\["(\w+)"\]', block)) | set(re.findall(r'^\s+"(\w+)": ', block, re.M))
+    keys = set(re.findall(r'output\["(\w+)"\]', block)) | set(re.findall(r'^\s+"(\w+)": ', block, re.MULTILINE))
     assert {"prompt_ids", "completion_mask", "advantages", "old_per_token_logps", "tool_mask"} <= keys  # parsed
     merged = {*_LEFT_PADDED, *_RIGHT_PADDED, "advantages", "num_items_in_batch"}
     # Vision inputs: text-only tool calling never sets them (the trainer takes no images).

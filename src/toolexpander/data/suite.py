@@ -9,14 +9,16 @@ appear only in the ``test_unseen_tools`` split. Splits:
   reuses a phrasing or a (non-enum) value seen in training;
 - ``test_unseen_tools``: calls only the held-out tools (any template, test values).
 
-Each split mixes ~70 % single calls, ~15 % parallel calls (two calls, same or different tools) and
-~15 % no-call items (a request no shown tool can serve, answer ``[]``). Every record shows the right
-tool(s) plus 2-4 distractors, shuffled. Values in a query map exactly onto argument values (numbers
+At the ``full`` level each split mixes ~70 % single calls, ~15 % parallel calls (two calls, same or
+different tools) and ~15 % no-call items (a request no shown tool can serve, answer ``[]``), and
+every record shows the right tool(s) plus 2-4 distractors, shuffled. The ``easy`` level (`LEVELS`)
+has single calls only, each with one distractor. Values in a query map exactly onto argument values (numbers
 stay numbers, enums verbatim, free text in quotes) and an optional parameter is in the answer only
 when the query states it, so exact-match scoring is fair.
 
-Sized for the demo's weak base model (SmolLM2-135M): it solves almost nothing zero-shot and a fair
-share with two demonstrations; ``benchmarks/suite_difficulty.py`` measures that.
+Sized for the demo's weak base model (SmolLM2-135M): it solves nothing zero-shot at either level;
+with two demonstrations, greedy, 8 % of the full level and 25 % of the easy one (first 24 test
+items, 2-core CPU, bf16; ``benchmarks/suite_difficulty.py --level easy`` measures it).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ PLOTS = {
     "reward.png": ("reward/correct", "share of correct rollouts"),
     "hard_ratio.png": ("hard/ratio", "share of all-fail groups (hard)"),
     "demo_share.png": ("hard/demo_share", "share of prompts posed with demonstrations"),
+    "zero_shot_rollouts.png": ("rollouts/correct_zero_shot", "correct rate of the rollouts posed zero-shot"),
 }
 
 
@@ -31,7 +32,8 @@ def write_plots(results: dict, out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for arm in results["arms"]:
             rows = _training_rows(out / arm)
-            ax.plot([r["step"] for r in rows], [r.get(metric) for r in rows], marker="o", label=arm)
+            rows = [r for r in rows if metric in r]
+            ax.plot([r["step"] for r in rows], [r[metric] for r in rows], marker="o", label=arm)
         ax.set(title=title, xlabel="step", ylim=(-0.02, 1.02))
         ax.legend()
         fig.tight_layout()

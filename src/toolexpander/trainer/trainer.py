@@ -309,6 +309,8 @@ class ToolExpanderTrainer(GRPOTrainer):
             output = self._dapo_fill(inputs, groups, successes, output)
         if self.args.carry_over != "none":
             output = self._swap_to_zero_shot(output, inputs, shots)
+        # Prompt tokens are most of a CPU step's cost (prefill and the loss forward): keep them in view.
+        self._metrics["train"]["tokens/prompt_mean"].append(output["prompt_mask"].sum(1).float().mean().item())
         return output
 
     def _regenerate(self, inputs: list[dict], shots: list[int], groups: list[int], needed: set[int]):
@@ -455,8 +457,10 @@ class ToolExpanderTrainer(GRPOTrainer):
         if not active.any():  # another process learns from its rows: this one must join the backward
             active = torch.ones_like(active)
         self._metrics["train"]["loss_rows_share"].append(active.float().mean().item())
-        share = self._share(active, self._loss_mask(inputs))
-        part = subset_rows(inputs, active)
+        if active.all():  # nothing to leave out: no copy
+            share, part = 1.0, dict(inputs)
+        else:
+            share, part = self._share(active, self._loss_mask(inputs)), subset_rows(inputs, active)
         started = time.perf_counter()
         try:
             return self._active_rows_loss(model, part) * share
