@@ -1,7 +1,8 @@
-"""Learning efficiency at an equal rollout budget: GRPO, DAPO-filter and ToolExpander, several seeds.
+"""Learning efficiency at an equal rollout budget: GRPO, DAPO-filter, ToolExpander and ToolExpander
+with carry-over, several seeds.
 
-Each arm trains the same base model with the same steps x prompts x rollouts (a demo preset),
-then is evaluated zero-shot on the suite's test split. One JSON line per arm: held-out accuracy
+Each arm trains the same base model with the same steps x prompts x rollouts and data as the demo
+(a demo preset), then is evaluated zero-shot on the suite's test split of the preset's level. One JSON line per arm: held-out accuracy
 (mean and spread over seeds), hard ratio per round and wasted rollouts (all-fail groups / groups).
 
     python benchmarks/learning_efficiency.py --preset cpu --seeds 0 1 2       # SmolLM2, hours on CPU
@@ -17,10 +18,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from toolexpander.demo.run import PRESETS, arm_statistics, evaluate, train_arm
+from toolexpander.demo.run import PRESETS, arm_statistics, demo_data, evaluate_final, train_arm
 from toolexpander.models import SMOLLM2_HUB_ID
 
-ARMS = ("grpo", "dapo_filter", "toolexpander")
+ARMS = ("grpo", "dapo_filter", "toolexpander", "toolexpander_carry_over")
 
 
 def main() -> None:
@@ -30,21 +31,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
 
-    from toolexpander.data.suite import build_suite
-
     preset = PRESETS[args.preset]
     out = Path(tempfile.mkdtemp(prefix="learning-efficiency-"))
     for arm in ARMS:
         accuracies, wasted, per_round = [], [], {}
         for seed in args.seeds:
-            suite = build_suite(seed)
-            tasks = suite["train"][: preset.train_items]
+            data = demo_data(preset, seed)
+            data.final = {"test": data.final["test"]}
             run_dir = out / f"seed{seed}"
-            model, tokenizer, style = train_arm(arm, args.model, tasks, preset, run_dir, seed)
-            accuracy = evaluate(
-                model, tokenizer, {"test": suite["test"][: preset.eval_items]}, style, preset, arm
-            )
-            accuracies.append(accuracy["test"])
+            model, tokenizer, style, _ = train_arm(arm, args.model, data, preset, run_dir, seed)
+            accuracies.append(evaluate_final(model, tokenizer, data, style, preset, arm)["test"])
             stats = arm_statistics(run_dir / arm)
             wasted.append(stats["wasted_rollouts"])
             for round_, ratio in stats["hard_ratio_per_round"].items():

@@ -7,8 +7,8 @@ Two ratios, one JSON line each:
 - ``toolexpander``: ``mode=toolexpander`` with the plain prompt / plain TRL: adds what the method
   itself costs (hard items are posed with demonstrations, so prompts are longer).
 
-Every rollout gets a reward with variance within its group (every other one correct), so every
-step does the same work in all three (our trainer skips the loss of batches with nothing to learn,
+Every rollout gets a reward with variance within its group (every other one correct), and the
+precision is pinned alike, so every step does the same work in all three (our trainer skips the loss of batches with nothing to learn,
 which would flatter it). Steady figures: one thread (the two cores are shared), a warm-up step
 dropped, per-step medians, runs alternated; ``ratio_per_repeat`` shows how far runs agree.
 
@@ -68,6 +68,9 @@ def run_once(kind: str, model_dir: str, tasks: list[dict], steps: int) -> list[f
         "use_cpu": not torch.cuda.is_available(),
         "seed": 0,
         "disable_tqdm": True,
+        # GRPOConfig defaults to bf16, ToolExpanderConfig to bf16 only on a GPU: pin it, or the ratio
+        # measures autocast rather than our code.
+        "bf16": torch.cuda.is_available(),
     }
     model, tokenizer = load_model_and_tokenizer(model_dir)
     timer = StepTimer()
@@ -101,7 +104,9 @@ def main() -> None:
     from toolexpander.models import build_tiny_model
 
     model_dir = build_tiny_model(tempfile.mkdtemp())
-    tasks = build_suite(0)["train"][:16]
+    # Sixteen copies of one item: our trainer reseeds the order of items every epoch, TRL does not,
+    # and items of other prompt lengths would make the two do different work.
+    tasks = [{**build_suite(0)["train"][0], "id": f"item-{i}"} for i in range(16)]
     kinds = ("plain", "grpo_bookkeeping", "toolexpander")
     times: dict[str, list[list[float]]] = {kind: [] for kind in kinds}
     for _ in range(args.repeats):

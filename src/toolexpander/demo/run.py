@@ -130,9 +130,10 @@ ARMS = ("grpo", "toolexpander", "toolexpander_carry_over")
 
 
 def arm_config(arm: str, preset: DemoPreset) -> dict:
-    """The `ToolExpanderConfig` fields that make an arm what it is."""
-    if arm == "grpo":
-        return {"mode": "grpo"}
+    """The `ToolExpanderConfig` fields that make an arm what it is (``dapo_filter`` too, for
+    ``benchmarks/learning_efficiency.py``)."""
+    if arm in ("grpo", "dapo_filter"):
+        return {"mode": arm}
     fields = {"mode": preset.toolexpander_mode, "shots_start": preset.shots, "shots_cap": preset.shots}
     # Items keep their demonstrations: the carry-over arm's groups keep a zero-shot baseline anyway,
     # and withdrawing them after one success made items oscillate (SPEC §5).
