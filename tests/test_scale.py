@@ -10,6 +10,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import torch
 from trl import GRPOTrainer
 
 from toolexpander.cli import main
@@ -138,7 +139,8 @@ def test_generation_receives_demonstrations_for_hard_items_whichever_backend(tmp
     trainer.hard_sampler.tracker.record(hard["id"], 0, 4, step=1, shots=0)
     inputs = [trainer.train_dataset[i] for i in (0, 1) for _ in range(4)]
 
-    with mock.patch.object(GRPOTrainer, "_generate_and_score_completions", return_value={}) as generate:
+    batch = {"prompt_mask": torch.ones(8, 3, dtype=torch.long)}  # all our code reads of the output here
+    with mock.patch.object(GRPOTrainer, "_generate_and_score_completions", return_value=batch) as generate:
         trainer._generate_and_score_completions(inputs)
     (posed,), _ = generate.call_args
     demos = trainer.hard_sampler.bank.select(hard, 1)

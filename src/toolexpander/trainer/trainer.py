@@ -303,7 +303,8 @@ class ToolExpanderTrainer(GRPOTrainer):
                 second, targets = self._regenerate(inputs, retry, groups, hard)
                 kept = self._observe_pass(keep=lambda origin, successes: origin >= 0)
                 output = self._merge(output, second, targets)
-                shots = self._merged(shots, [retry[t] if t is not None else None for t in targets], targets)
+                replaced = {t for t in targets if t is not None}
+                shots = [retry[i] if i in replaced else k for i, k in enumerate(shots)]
                 self._metrics["train"]["rollouts/rerolled_groups"].append(float(len(kept)))
         elif self.args.mode == "dapo_filter":
             output = self._dapo_fill(inputs, groups, successes, output)
@@ -334,14 +335,6 @@ class ToolExpanderTrainer(GRPOTrainer):
             self._pose([inputs[i] for i in rows], [shots[i] for i in rows], origin)
         )
         return second, [i if o >= 0 else None for i, o in zip(rows, origin)]
-
-    @staticmethod
-    def _merged(values: list, others: list, targets: list[int | None]) -> list:
-        values = list(values)
-        for j, t in enumerate(targets):
-            if t is not None:
-                values[t] = others[j]
-        return values
 
     def _merge(self, output: dict, second: dict, targets: list[int | None]) -> dict:
         """`replace_rows`, then the token count the loss is normalised by, over all ranks."""
