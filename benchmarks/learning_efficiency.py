@@ -13,8 +13,10 @@ Each arm trains the same base model with the same steps x prompts x rollouts and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -39,8 +41,9 @@ def main() -> None:
             data = demo_data(preset, seed)
             data.final = {"test": data.final["test"]}
             run_dir = out / f"seed{seed}"
-            model, tokenizer, style, _ = train_arm(arm, args.model, data, preset, run_dir, seed)
-            accuracies.append(evaluate_final(model, tokenizer, data, style, preset, arm)["test"])
+            with contextlib.redirect_stdout(sys.stderr):  # stdout holds only the JSON lines
+                model, tokenizer, style, _ = train_arm(arm, args.model, data, preset, run_dir, seed)
+                accuracies.append(evaluate_final(model, tokenizer, data, style, preset, arm)["test"])
             stats = arm_statistics(run_dir / arm)
             wasted.append(stats["wasted_rollouts"])
             for round_, ratio in stats["hard_ratio_per_round"].items():
