@@ -345,7 +345,9 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     clock = Clock(phases=2 + 2 * len(ARMS))
     console.print(f"model: {model_description(model_name)}\npreset {preset.name}: {preset.what_it_shows}")
     data = demo_data(preset, seed)
-    styles = sorted({arm_style(arm, preset) for arm in ARMS})
+    from toolexpander.trainer.config import default_prompt_style
+
+    styles = sorted({default_prompt_style(arm_config(arm, preset)["mode"]) for arm in ARMS})
 
     clock.phase("evaluating the base model")
     started = time.time()
@@ -390,10 +392,3 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     write_report(results, out)
     console.print(f"[bold green]done[/] in {results['total_seconds'] / 60:.1f} min: {out / 'report.md'}")
     return results
-
-
-def arm_style(arm: str, preset: DemoPreset) -> str:
-    """The prompt style an arm trains and is evaluated with (what its mode implies)."""
-    from toolexpander.trainer.config import MODE_FEATURES
-
-    return "self_exemplify" if MODE_FEATURES[arm_config(arm, preset)["mode"]][1] else "plain"

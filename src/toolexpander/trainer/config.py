@@ -35,6 +35,11 @@ MODE_FEATURES = {
 }
 
 
+def default_prompt_style(mode: str) -> str:
+    """The prompt a mode trains and evaluates with: self_exemplify where it uses that idea."""
+    return "self_exemplify" if MODE_FEATURES[mode][1] else "plain"
+
+
 @dataclass
 class ToolExpanderScriptArguments:
     """What to train on: the dataset and how to read it."""
@@ -247,7 +252,7 @@ class ToolExpanderConfig(GRPOConfig):
 
     @property
     def effective_prompt_style(self) -> str:
-        return self.prompt_style or ("self_exemplify" if self.uses_self_exemplify else "plain")
+        return self.prompt_style or default_prompt_style(self.mode)
 
     @property
     def demo_source_list(self) -> list[str]:

@@ -8,9 +8,10 @@ signatures `tests/test_trl_canary.py` pins:
   zero-variance groups with fresh prompts (`mode=dapo_filter`) by a second pass over only those
   groups, whose rows replace the failed ones; with `carry_over`, swaps the prompt of every row
   made with demonstrations for the item's zero-shot prompt (tokenised by `_tokenize_prompts`);
-- `compute_loss`: with `carry_over`, swapped rows get the shaped, unclipped loss of
-  `carry_over_loss` (forward under the zero-shot prompt, `_get_per_token_logps_and_entropies`)
-  and the other rows TRL's own `_compute_loss`; a batch whose every advantage is 0 is skipped;
+- `compute_loss`: rows with advantage 0 are left out (a batch with none left is skipped); TRL's
+  `_compute_loss` runs on the rest, and with `carry_over` the swapped rows' own term
+  (`carry_over_loss`) reuses the log-probs of that one forward, which our override of
+  `_get_per_token_logps_and_entropies` keeps;
 - `_calculate_rewards(...)`: TRL returns the rewards gathered over all processes; we gather ids,
   shots and completions the same way and hand whole groups to the `HardSampler`;
 - `_save_checkpoint` / `_load_optimizer_and_scheduler`: the hard-sampling state travels with
@@ -289,7 +290,8 @@ class ToolExpanderTrainer(GRPOTrainer):
         groups = self._local_groups(len(inputs))
         shots = self._row_shots(inputs)
         output = super()._generate_and_score_completions(self._pose(inputs, shots, groups))
-        successes = self._observe_pass()
+        self._observe_pass()
+        successes = self._pass_successes()
         if self.args.reroll_all_fail and self.args.uses_hard_sampling:
             # Items just found hard now have (more) demonstrations: pose them again at once.
             first = self._pass
@@ -339,10 +341,7 @@ class ToolExpanderTrainer(GRPOTrainer):
     def _merge(self, output: dict, second: dict, targets: list[int | None]) -> dict:
         """`replace_rows`, then the token count the loss is normalised by, over all ranks."""
         merged = replace_rows(output, second, targets)
-        loss_mask = merged["completion_mask"]
-        if merged.get("tool_mask") is not None:
-            loss_mask = loss_mask * merged["tool_mask"]
-        merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        merged["num_items_in_batch"] = self.accelerator.gather(self._loss_mask(merged).sum()).sum()
         return merged
 
     def _dapo_fill(self, inputs: list[dict], groups: list[int], successes: list[int], output: dict) -> dict:
@@ -413,8 +412,7 @@ class ToolExpanderTrainer(GRPOTrainer):
 
     def _observe_pass(self, keep: Callable[[int, int], bool] | None = None) -> set[int]:
         """Hand the groups of the last pass (all, or those ``keep(origin, successes)`` accepts) to the
-        hard sampler; log its metrics and ledger rows. Returns the origins of the groups handed over
-        (for the first pass: every group's successes, in order)."""
+        hard sampler; log its metrics and ledger rows. Returns the origins of the groups handed over."""
         p, size = self._pass, self.num_generations
         successes = self._pass_successes()
         groups = [g for g in range(len(successes)) if keep is None or keep(p.origin[g * size], successes[g])]
@@ -432,8 +430,6 @@ class ToolExpanderTrainer(GRPOTrainer):
                 self._metrics["train"][name].append(value)
             if self.accelerator.is_main_process:
                 self._append_jsonl(LEDGER_FILE, rows)
-        if keep is None:
-            return successes
         return {p.origin[g * size] for g in groups}
 
     # -- loss: only rows that teach something; carry-over rows under the zero-shot prompt ------
@@ -522,7 +518,7 @@ class ToolExpanderTrainer(GRPOTrainer):
         horizon = self.args.carry_over_nll_anneal_steps
         horizon = self.args.max_steps if horizon is None else horizon
         coef = self.args.carry_over_nll_coef
-        if horizon and horizon > 0:
+        if horizon > 0:  # 0: constant
             coef *= max(0.0, 1.0 - self.state.global_step / horizon)
         self._metrics["train"]["carry_over/nll_coef"].append(coef)
         return coef
