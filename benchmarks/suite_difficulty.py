@@ -25,7 +25,7 @@ from toolexpander.data.suite import build_suite
 from toolexpander.evaluation.generation import generate_completions
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.models import SMOLLM2_HUB_ID, load_model_and_tokenizer
-from toolexpander.prompts import build_messages
+from toolexpander.prompts import build_messages, prefill_think
 from toolexpander.rewards import extract_tool_calls, tool_n1_score
 from toolexpander.rewards.parsing import has_think_tags
 
@@ -40,6 +40,12 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--dtype", default="bfloat16", help="bfloat16 halves the CPU time of float32")
+    parser.add_argument(
+        "--think-prefill",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="open each reply with <think>, as the demo does (toolexpander.prompts.prefill_think)",
+    )
     parser.add_argument("--show", action="store_true", help="also print each completion")
     args = parser.parse_args()
 
@@ -47,6 +53,8 @@ def main() -> None:
     tasks = suite[args.split][: args.n]
     bank = DemoBank(suite["train"], sources=("gold",), seed=args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model, dtype=getattr(torch, args.dtype))
+    if args.think_prefill:
+        prefill_think(tokenizer)
 
     result: dict[str, float | int] = {}
     started = time.perf_counter()
@@ -78,6 +86,7 @@ def main() -> None:
                 )
     result["n"] = len(tasks)
     result["level"] = args.level
+    result["think_prefill"] = args.think_prefill
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
 

@@ -114,8 +114,11 @@ def test_tiny_model_end_to_end(tmp_path, tiny_model_dir, shared_data, capsys):
 
 
 @pytest.fixture
-def fake_vllm(monkeypatch):
-    """A ``vllm`` module whose LLM answers every chat with no call."""
+def fake_vllm(monkeypatch, tiny_model_dir):
+    """A ``vllm`` module whose LLM answers every chat with no call; it renders each chat with the
+    chat template it is given and, like a model, does not repeat a ``<think>`` the template opened."""
+    from transformers import AutoTokenizer
+
     created = []
 
     class SamplingParams:
@@ -125,18 +128,29 @@ def fake_vllm(monkeypatch):
     class LLM:
         def __init__(self, model, **kwargs):
             self.model, self.kwargs, self.chats = model, kwargs, []
+            self.tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
             created.append(self)
 
-        def chat(self, messages, params, use_tqdm=True):
+        def get_tokenizer(self):
+            return self.tokenizer
+
+        def chat(self, messages, params, use_tqdm=True, chat_template=None):
             self.chats.append((messages, params.kwargs))
-            output = types.SimpleNamespace(text="<think>no tool fits</think><tool_call>[]</tool_call>")
-            return [types.SimpleNamespace(outputs=[output]) for _ in messages]
+            outputs = []
+            for chat in messages:
+                self.tokenizer.chat_template = chat_template or self.tokenizer.chat_template
+                prompt = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+                reply = "no tool fits</think><tool_call>[]</tool_call>"
+                text = reply if prompt.endswith("<think>") else "<think>" + reply
+                outputs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(text=text)]))
+            return outputs
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
     return created
 
 
-def test_vllm_backend(fake_vllm, shared_data, capsys):
+@pytest.mark.parametrize("think_prefill", [False, True])
+def test_vllm_backend(fake_vllm, shared_data, capsys, think_prefill):
     config = EvalConfig(
         bench="bfcl:irrelevance,simple_python",
         data_dir=str(shared_data / "bfcl"),
@@ -145,6 +159,7 @@ def test_vllm_backend(fake_vllm, shared_data, capsys):
         limit=3,
         max_new_tokens=64,
         dtype="bfloat16",
+        think_prefill=think_prefill,
     )
     results = run_eval(config)
     (llm,) = fake_vllm
@@ -152,8 +167,10 @@ def test_vllm_backend(fake_vllm, shared_data, capsys):
     ((messages, sampling),) = llm.chats
     assert len(messages) == 6 and messages[0][0]["role"] == "system"
     assert sampling == {"max_tokens": 64, "temperature": 0.0}
+    # Scored as the whole reply either way: the prefilled <think> is put back in front.
     assert results["categories"]["irrelevance"]["accuracy"] == 1.0
     assert results["categories"]["simple_python"]["accuracy"] == 0.0
+    assert results["config"]["think_prefill"] is think_prefill
 
 
 def test_vllm_missing_is_a_user_error(monkeypatch, shared_data, capsys):

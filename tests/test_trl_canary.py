@@ -18,6 +18,7 @@ HOOKED = {
     "_generate_and_score_completions": ["inputs"],
     "_calculate_rewards": ["inputs", "prompts", "completions", "completion_ids_list"],
     "_save_checkpoint": ["model", "trial"],
+    "_save": ["output_dir", "state_dict"],
     "_load_optimizer_and_scheduler": ["checkpoint"],
     "create_scheduler": ["num_training_steps", "optimizer"],
     "log": ["logs", "start_time"],

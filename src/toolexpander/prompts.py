@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from toolexpander.data.schema import query_text
 
 PROMPT_STYLES = ("plain", "self_exemplify")
+# Opens the reply when a run prefills the think block (`prefill_think`).
+THINK_OPEN = "<think>"
+# Appended to a chat template: the generation prompt then ends inside an open think block.
+_PREFILL_SUFFIX = "{%- if add_generation_prompt %}{{- '" + THINK_OPEN + "' }}{%- endif %}"
 
 _INTRO = (
     "You are an expert in composing function calls. You are given a user request and a list of "
@@ -102,6 +107,42 @@ def _merge_same_role(messages: list[dict]) -> list[dict]:
         else:
             merged.append(dict(message))
     return merged
+
+
+def generation_prefill(tokenizer) -> str:
+    """The part of the reply the chat template writes itself: ``<think>`` (with any whitespace after
+    it) when its generation prompt opens the think block, as DeepSeek-R1's template and a template
+    after `prefill_think` do; else "". Scoring puts it back in front of the generated text."""
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+    )
+    start = prompt.rstrip().rfind(THINK_OPEN)
+    return prompt[start:] if start >= 0 and prompt.rstrip().endswith(THINK_OPEN) else ""
+
+
+def prefill_think(tokenizer) -> None:
+    """Make ``tokenizer``'s generation prompt end with ``<think>`` (unless it already opens one), so
+    every reply starts inside the think block the reward asks for. A 135M model otherwise often
+    skips it and loses a correct call to the format check (SPEC §5). Saved with the tokenizer, so
+    a served model prefills alike."""
+    if not generation_prefill(tokenizer):
+        tokenizer.chat_template = tokenizer.chat_template + _PREFILL_SUFFIX
+
+
+# Written next to a trained model: how it was prompted, so evaluation poses it the same way.
+RUN_PROMPT_FILE = "toolexpander_prompt.json"
+
+
+def save_run_prompt(folder: str | Path, *, style: str, think_prefill: bool) -> None:
+    """Record in ``folder`` (a saved model) the prompt it was trained with."""
+    payload = {"prompt_style": style, "think_prefill": think_prefill}
+    (Path(folder) / RUN_PROMPT_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def read_run_prompt(folder: str | Path) -> dict:
+    """What `save_run_prompt` wrote in ``folder``; {} when it is not a folder we saved."""
+    path = Path(folder) / RUN_PROMPT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def build_messages(task: dict, *, style: str = "plain", demos: Sequence[dict] = ()) -> list[dict]:

@@ -56,6 +56,7 @@ class DemoPreset:
     temperature: float = 0.8
     shots: int = 2  # SPEC §4/§5: the 135M model follows two turn demonstrations
     bf16_on_cpu: bool = True  # autocast: about half the CPU time on CPUs with AVX512-BF16/AMX (SPEC §5)
+    think_prefill: bool = True  # replies start inside <think>: SmolLM2-135M often skips it (SPEC §5)
     what_it_shows: str = ""
 
 
@@ -286,6 +287,7 @@ def train_arm(arm: str, model_name: str, data: DemoData, preset: DemoPreset, out
         use_cpu=not cuda,
         bf16=cuda or preset.bf16_on_cpu,
         seed=seed,
+        think_prefill=preset.think_prefill,
         **arm_config(arm, preset),
     )
     style = config.effective_prompt_style
@@ -338,6 +340,7 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     """Run the whole demo; returns what ``results.json`` holds."""
     from toolexpander.demo.report import write_report
     from toolexpander.models import load_model_and_tokenizer, model_description
+    from toolexpander.prompts import prefill_think
 
     preset = PRESETS[preset_name]
     out = Path(out_dir)
@@ -352,6 +355,8 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     clock.phase("evaluating the base model")
     started = time.time()
     base, tokenizer = load_model_and_tokenizer(model_name)
+    if preset.think_prefill:  # posed as the arms are trained
+        prefill_think(tokenizer)
     before = {style: evaluate_final(base, tokenizer, data, style, preset, f"base/{style}") for style in styles}
     base_curve = {
         style: HeldOutCurve(tokenizer, data, style, preset, f"base/{style}").measure(base, 0) for style in styles

@@ -56,11 +56,15 @@ def generate_completions(
 ) -> list[str]:
     """One completion per chat in ``messages_list``, with HF ``generate``.
 
-    Greedy by default; ``temperature > 0`` samples. The text is the new tokens only, special
-    tokens removed. ``progress_label`` shows a progress bar with ETA.
+    Greedy by default; ``temperature > 0`` samples. The text is the reply: the new tokens, special
+    tokens removed, after what the template itself opened it with (``<think>`` when prefilled,
+    `toolexpander.prompts.generation_prefill`). ``progress_label`` shows a progress bar with ETA.
     """
     import torch
 
+    from toolexpander.prompts import generation_prefill
+
+    prefill = generation_prefill(tokenizer)  # the reply's opening the template wrote: part of the answer
     prompts = [
         tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages_list
     ]
@@ -87,7 +91,7 @@ def generate_completions(
                     output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
                 )
                 for index, text in zip(batch, texts, strict=True):
-                    completions[index] = text
+                    completions[index] = prefill + text
                 advance(len(batch))
     finally:
         tokenizer.padding_side = padding_side
@@ -108,11 +112,23 @@ def load_vllm(name_or_path: str, **kwargs):
 
 
 def generate_completions_vllm(
-    llm, messages_list: Sequence[list[dict]], max_new_tokens: int = 256, temperature: float = 0.0
+    llm,
+    messages_list: Sequence[list[dict]],
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    *,
+    think_prefill: bool = False,
 ) -> list[str]:
-    """One completion per chat with vLLM's ``LLM.chat`` (its own batching; greedy at 0)."""
+    """One reply per chat with vLLM's ``LLM.chat`` (its own batching; greedy at 0), as
+    `generate_completions` returns them; ``think_prefill`` opens each reply with ``<think>``."""
     from vllm import SamplingParams
 
+    from toolexpander.prompts import generation_prefill, prefill_think
+
+    tokenizer = llm.get_tokenizer()
+    if think_prefill:
+        prefill_think(tokenizer)
+    prefill = generation_prefill(tokenizer)
     params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature)
-    outputs = llm.chat(list(messages_list), params, use_tqdm=True)
-    return [output.outputs[0].text for output in outputs]
+    outputs = llm.chat(list(messages_list), params, use_tqdm=True, chat_template=tokenizer.chat_template)
+    return [prefill + output.outputs[0].text for output in outputs]

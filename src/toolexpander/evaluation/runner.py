@@ -25,7 +25,7 @@ from toolexpander.data.schema import LoadResult, Problem
 from toolexpander.errors import UserError
 from toolexpander.evaluation import apibank, bfcl
 from toolexpander.evaluation.scoring import evaluate_records, markdown_table, protocol
-from toolexpander.prompts import PROMPT_STYLES, build_messages
+from toolexpander.prompts import PROMPT_STYLES, build_messages, prefill_think, read_run_prompt
 
 BACKENDS = ("hf", "vllm")
 
@@ -35,8 +35,8 @@ class EvalConfig:
     """Options of ``toolexpander eval``. Give exactly one of ``model`` and ``predictions``.
 
     What to score: ``bench``, ``data_dir``, ``limit``. Where completions come from: ``model``
-    (with ``backend``, ``prompt``, ``max_new_tokens``, ``batch_size``, ``temperature``,
-    ``device``, ``dtype``) or ``predictions``. Where results go: ``out``.
+    (with ``backend``, ``prompt``, ``think_prefill``, ``max_new_tokens``, ``batch_size``,
+    ``temperature``, ``device``, ``dtype``) or ``predictions``. Where results go: ``out``.
     """
 
     bench: str = field(metadata={"help": "bfcl, bfcl:CAT,CAT..., apibank, apibank:l1,l2, or a data file"})
@@ -57,8 +57,24 @@ class EvalConfig:
     limit: int | None = field(
         default=None, metadata={"help": "score only the first N items of each category"}
     )
-    prompt: str = field(default="plain", metadata={"help": f"prompt style: {' or '.join(PROMPT_STYLES)}"})
-    backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm"})
+    prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": f"prompt style: {' or '.join(PROMPT_STYLES)} (default: the one a run of ours was "
+            "trained with, read from its folder; else plain)",
+            "choices": PROMPT_STYLES,
+        },
+    )
+    think_prefill: bool | None = field(
+        default=None,
+        metadata={
+            "help": "end the generation prompt with <think> (default: as the run was trained; a run "
+            "trained with it also keeps it in its saved chat template)"
+        },
+    )
+    backend: str = field(
+        default="hf", metadata={"help": "hf (transformers generate) or vllm", "choices": BACKENDS}
+    )
     max_new_tokens: int = field(default=512, metadata={"help": "generation budget per answer"})
     batch_size: int = field(default=8, metadata={"help": "prompts per generate call (hf backend)"})
     temperature: float = field(default=0.0, metadata={"help": "0 is greedy decoding"})
@@ -167,9 +183,19 @@ def read_predictions(path: str | Path, known_ids: set[str], bench: str = "the be
     return predictions
 
 
+def run_prompt(config: EvalConfig) -> tuple[str, bool]:
+    """``(prompt style, think prefill)`` to pose ``config.model`` with: the flags where given, else
+    what the run's folder recorded (`toolexpander.prompts.save_run_prompt`), else plain, no prefill."""
+    saved = read_run_prompt(config.model) if config.model and Path(config.model).is_dir() else {}
+    style = config.prompt or saved.get("prompt_style", "plain")
+    prefill = config.think_prefill if config.think_prefill is not None else saved.get("think_prefill", False)
+    return style, prefill
+
+
 def generate_for(records: list[dict], config: EvalConfig) -> dict[str, str]:
     """Completions of ``config.model`` for ``records``, keyed by id."""
-    messages = [prompt_messages(record, config.prompt) for record in records]
+    style, prefill = run_prompt(config)
+    messages = [prompt_messages(record, style) for record in records]
     if config.backend == "vllm":
         from toolexpander.evaluation.generation import generate_completions_vllm, load_vllm
 
@@ -178,6 +204,7 @@ def generate_for(records: list[dict], config: EvalConfig) -> dict[str, str]:
             messages,
             config.max_new_tokens,
             config.temperature,
+            think_prefill=prefill,
         )
     else:
         import torch
@@ -190,6 +217,8 @@ def generate_for(records: list[dict], config: EvalConfig) -> dict[str, str]:
             model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=device)
         except (OSError, ValueError) as error:
             raise UserError(f"cannot load model {config.model!r}: {error}") from error
+        if prefill:
+            prefill_think(tokenizer)
         texts = generate_completions(
             model,
             tokenizer,
@@ -205,7 +234,7 @@ def generate_for(records: list[dict], config: EvalConfig) -> dict[str, str]:
 def _validate(config: EvalConfig) -> None:
     if (config.model is None) == (config.predictions is None):
         raise UserError("give exactly one of --model and --predictions")
-    if config.prompt not in PROMPT_STYLES:
+    if config.prompt not in (None, *PROMPT_STYLES):
         raise UserError(f"unknown prompt style {config.prompt!r}; choose one of {', '.join(PROMPT_STYLES)}")
     if config.backend not in BACKENDS:
         raise UserError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -249,6 +278,8 @@ def run_eval(config: EvalConfig) -> dict:
         )
     results["rejected_inputs"] = [str(problem) for problem in benchmark.problems]
     results["config"] = dataclasses.asdict(config)
+    if config.model is not None:
+        results["config"]["prompt"], results["config"]["think_prefill"] = run_prompt(config)
     for problem in benchmark.problems:
         print(f"rejected input: {problem}", file=sys.stderr)
     if config.out:

@@ -17,6 +17,7 @@ from toolexpander.rewards.rewards import (
     tool_n1_score,
     toolrl,
     toolrl_score,
+    with_prefill,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "tool_n1_score",
     "toolrl",
     "toolrl_score",
+    "with_prefill",
 ]

@@ -42,6 +42,23 @@ RewardFunc = Callable[..., list[float]]
 _canonical_json = json.JSONEncoder(sort_keys=True).encode
 
 
+def with_prefill(completion: Any, prefill: str) -> Any:
+    """``completion`` with ``prefill`` (what the chat template wrote after the generation prompt,
+    e.g. ``<think>``: `toolexpander.prompts.generation_prefill`) put back in front of its text."""
+    if not prefill:
+        return completion
+    if isinstance(completion, str):
+        return prefill + completion
+    first = next(
+        (i for i, m in enumerate(completion) if m.get("role", "assistant") == "assistant"
+         and isinstance(m.get("content"), str)),
+        None,
+    )
+    if first is None:
+        return completion
+    return [{**m, "content": prefill + m["content"]} if i == first else m for i, m in enumerate(completion)]
+
+
 def completion_text(completion: Any) -> str:
     """The text of one completion: the string itself, or the content of the last assistant
     message of a conversational completion ("" when there is none)."""

@@ -93,6 +93,14 @@ class ToolExpanderConfig(GRPOConfig):
             "help": "plain or self_exemplify; default follows `mode` (self_exemplify when the mode uses it)."
         },
     )
+    think_prefill: bool = field(
+        default=False,
+        metadata={
+            "help": "End the generation prompt with <think>, so every reply starts inside the think block "
+            "the reward asks for (saved with the tokenizer; evaluation and serving prefill alike). Helps "
+            "small models that skip <think> (SmolLM2-135M: easy-level 2-shot accuracy 25 -> 46 %, SPEC §5)."
+        },
+    )
     correctness_reward: str = field(
         default="tool_n1",
         metadata={

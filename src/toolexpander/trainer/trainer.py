@@ -43,8 +43,8 @@ from trl.trainer.utils import pad
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule, exponential_lr_factor
 from toolexpander.hard_sampling.sampler import HardSampler, group_slots
-from toolexpander.prompts import build_messages
-from toolexpander.rewards import completion_text, get_reward
+from toolexpander.prompts import build_messages, generation_prefill, prefill_think, save_run_prompt
+from toolexpander.rewards import completion_text, get_reward, with_prefill
 from toolexpander.trainer.config import ToolExpanderConfig
 
 STATE_FILE = "toolexpander_state.json"
@@ -210,6 +210,10 @@ class ToolExpanderTrainer(GRPOTrainer):
             train_dataset=tasks_to_dataset(train_tasks, style),
             **kwargs,
         )
+        if args.think_prefill:
+            prefill_think(self.processing_class)
+        # What the template writes of each reply (<think> when prefilled): the rewards score it too.
+        self._prefill = generation_prefill(self.processing_class)
         schedule = ShotSchedule(
             start=args.shots_start,
             step=args.shots_step,
@@ -387,6 +391,7 @@ class ToolExpanderTrainer(GRPOTrainer):
         return output
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        completions = [with_prefill(c, self._prefill) for c in completions]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if not self.model.training:
             return rewards_per_func
@@ -535,6 +540,15 @@ class ToolExpanderTrainer(GRPOTrainer):
         super().log(logs, start_time)
         if self.accelerator.is_main_process and self.model.training:
             self._append_jsonl(METRICS_FILE, [{"step": self.state.global_step, **logs}])
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:  # `toolexpander eval --model RUN_DIR` reads how the model was prompted
+            save_run_prompt(
+                output_dir or self.args.output_dir,
+                style=self.args.effective_prompt_style,
+                think_prefill=bool(self._prefill),
+            )
 
     # -- resume: the hard-sampling state is part of every checkpoint ---------------------------
     def _save_checkpoint(self, model, trial):
