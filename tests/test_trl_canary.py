@@ -21,7 +21,6 @@ HOOKED = {
     "_save": ["output_dir", "state_dict"],
     "_load_optimizer_and_scheduler": ["checkpoint"],
     "create_scheduler": ["num_training_steps", "optimizer"],
-    "log": ["logs", "start_time"],
     "_get_train_sampler": ["dataset"],
     "compute_loss": ["model", "inputs", "return_outputs", "num_items_in_batch"],
     "_compute_loss": ["model", "inputs"],

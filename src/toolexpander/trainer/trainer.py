@@ -12,13 +12,16 @@ signatures `tests/test_trl_canary.py` pins:
   `_compute_loss` runs on the rest, and with `carry_over` the swapped rows' own term
   (`carry_over_loss`) reuses the log-probs of that one forward, which our override of
   `_get_per_token_logps_and_entropies` keeps;
-- `_calculate_rewards(...)`: TRL returns the rewards gathered over all processes; we gather ids,
-  shots and completions the same way and hand whole groups to the `HardSampler`;
+- `_calculate_rewards(...)`: the rewards score each reply with what the template prefilled
+  (`think_prefill`); TRL returns them gathered over all processes; we gather ids, shots and
+  completions the same way and hand whole groups to the `HardSampler`;
+- `_save`: the saved model records the prompt it was trained with (`toolexpander_prompt.json`);
 - `_save_checkpoint` / `_load_optimizer_and_scheduler`: the hard-sampling state travels with
   every checkpoint (the same hooks TRL uses for its own entropy-controller state);
 - `_get_train_sampler`: TRL's sampler draws each epoch's order from one running generator,
   which a resumed run restarts; we seed it per epoch so a resumed run sees the same order.
-The policy itself (which item gets how many demonstrations) lives in `toolexpander.hard_sampling`.
+`metrics.jsonl` is written by a plain `TrainerCallback` (`MetricsFile`). The policy itself (which
+item gets how many demonstrations) lives in `toolexpander.hard_sampling`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 import torch
 from accelerate.utils import gather_object
 from torch.optim.lr_scheduler import LambdaLR
+from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.trainer.utils import pad
@@ -210,6 +214,7 @@ class ToolExpanderTrainer(GRPOTrainer):
             train_dataset=tasks_to_dataset(train_tasks, style),
             **kwargs,
         )
+        self.add_callback(MetricsFile())
         if args.think_prefill:
             prefill_think(self.processing_class)
         # What the template writes of each reply (<think> when prefilled): the rewards score it too.
@@ -528,18 +533,8 @@ class ToolExpanderTrainer(GRPOTrainer):
         self._metrics["train"]["carry_over/nll_coef"].append(coef)
         return coef
 
-    # -- logging: TRL's own, plus metrics.jsonl ------------------------------------------------
     def _append_jsonl(self, name: str, rows: list[dict]) -> None:
-        os.makedirs(self.args.output_dir, exist_ok=True)
-        with open(os.path.join(self.args.output_dir, name), "a") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "learning_rate" in logs:
-            logs["lr"] = logs["learning_rate"]
-        super().log(logs, start_time)
-        if self.accelerator.is_main_process and self.model.training:
-            self._append_jsonl(METRICS_FILE, [{"step": self.state.global_step, **logs}])
+        append_jsonl(Path(self.args.output_dir, name), rows)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
         super()._save(output_dir, state_dict)
@@ -580,6 +575,25 @@ class ToolExpanderTrainer(GRPOTrainer):
             step = json.loads(Path(checkpoint, "trainer_state.json").read_text())["global_step"]
             for name in (LEDGER_FILE, METRICS_FILE):
                 truncate_jsonl_after_step(Path(self.args.output_dir, name), step)
+
+
+def append_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+class MetricsFile(TrainerCallback):
+    """Writes every training log (TRL's metrics and ours) as one line of ``output_dir/metrics.jsonl``,
+    with its ``step`` and the learning rate also as ``lr``."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or any(key.startswith("eval_") for key in logs):
+            return
+        row = {"step": state.global_step, **logs}
+        if "learning_rate" in logs:
+            row["lr"] = logs["learning_rate"]
+        append_jsonl(Path(args.output_dir, METRICS_FILE), [row])
 
 
 def truncate_jsonl_after_step(path: Path, step: int) -> None:
