@@ -8,10 +8,10 @@ Two ratios, one JSON line each:
   itself costs (hard items are posed with demonstrations, so prompts are longer).
 
 Every rollout gets a reward with variance within its group (every other one correct), and the
-precision is pinned alike, so every step does the same work in all three (our trainer skips the loss of batches with nothing to learn,
-which would flatter it). Steady figures: one thread (the two cores are shared), process CPU time,
-a warm-up step dropped, per-step medians, runs alternated; ``ratio_per_repeat`` shows how far
-runs agree.
+precision and the completion length are pinned alike, so every step does the same work in all
+three (our trainer skips the loss of batches with nothing to learn, which would flatter it).
+Steady figures: one thread (the two cores are shared), process CPU time, a warm-up step dropped,
+per-step medians, runs alternated; ``ratio_per_repeat`` shows how far runs agree.
 
     python benchmarks/overhead.py [--repeats 3] [--steps 16]
 """
@@ -74,6 +74,9 @@ def run_once(kind: str, model_dir: str, tasks: list[dict], steps: int) -> list[f
         # GRPOConfig defaults to bf16, ToolExpanderConfig to bf16 only on a GPU: pin it, or the ratio
         # measures autocast rather than our code.
         "bf16": torch.cuda.is_available(),
+        # Every completion full length: a random model's EOS comes at random, and lengths that differ
+        # between runs would be most of the spread.
+        "generation_kwargs": {"min_new_tokens": 32},
     }
     model, tokenizer = load_model_and_tokenizer(model_dir)
     timer = StepTimer()

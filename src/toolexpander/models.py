@@ -154,7 +154,10 @@ def build_tiny_model(out_dir: str, seed: int = 0, vocab_size: int = 384) -> str:
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,  # it writes to stdout, which benchmarks keep for their JSON lines
     )
     bpe.train_from_iterator(_tiny_tokenizer_corpus(), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
