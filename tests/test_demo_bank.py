@@ -78,9 +78,9 @@ def test_bm25_orders_candidates(tool_of_candidates, expected):
     assert ids(bank.select(query, len(expected))) == expected
 
 
-def test_large_candidate_sets_score_the_rarest_words_first():
-    """BM25 prefers three shared words to one rare one, unless max_scored=1 leaves only the
-    items holding the rarest word to score."""
+def test_three_shared_words_outscore_one_rare_word():
+    """BM25 weighs words by rarity and length: three shared words beat one rare one, and a
+    shorter query holding them beats a longer one."""
     tasks = [
         task("rare", "zebra", ["t"]),
         task("three", "pear plum kiwi", ["t"]),
@@ -89,7 +89,6 @@ def test_large_candidate_sets_score_the_rarest_words_first():
     ]
     query = task("q", "pear plum kiwi zebra", ["u"])
     assert ids(DemoBank(tasks).select(query, 3)) == ["three", "four", "rare"]
-    assert ids(DemoBank(tasks, max_scored=1).select(query, 1)) == ["rare"]
 
 
 def test_never_the_item_itself_and_k_larger_than_the_bank():
@@ -152,7 +151,6 @@ def test_sources_restrict_the_demonstrations():
         ({"sources": ()}, "sources must be"),
         ({"sources": ("gold", "web")}, "sources must be"),
         ({"max_rollouts_per_item": 0}, "max_rollouts_per_item"),
-        ({"max_scored": 0}, "max_scored"),
     ],
 )
 def test_validation(kwargs, message):
@@ -200,14 +198,13 @@ def test_state_round_trip_through_json():
     ),
     own=st.integers(0, 14),
     k=st.integers(0, 20),
-    max_scored=st.sampled_from([1, 3, 1000]),
 )
-def test_selection_properties(items, own, k, max_scored):
+def test_selection_properties(items, own, k):
     tasks = [
         task(f"t{i}", " ".join(words) + f" w{i}", sorted(set(calls)))
         for i, (calls, words) in enumerate(items)
     ]
-    bank = DemoBank(tasks, max_scored=max_scored)
+    bank = DemoBank(tasks)
     query = tasks[own % len(tasks)]
     demos = bank.select(query, k)
     chosen = ids(demos)

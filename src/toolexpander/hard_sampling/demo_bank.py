@@ -5,16 +5,13 @@ itself (which carry the model's own think text). For a task, candidates are rank
 
 1. the tool names they call that the task's gold answer calls, then those the task offers
    (more shared names first);
-2. BM25 similarity (`rank_bm25.BM25Okapi`, lower-cased word tokens) of their query to the
-   task's query;
+2. BM25 similarity (`bm25s`, lower-cased word tokens) of their query to the task's query;
 3. a fixed order drawn from ``seed``, so ties never depend on dict or set order.
 
 The task itself (same id) is never a candidate, nor is a demonstration repeated. ``select``
-runs for every hard item of every step, so the index is built once: a map from tool name to
-the items calling it, and one from word to the items containing it. When more than
-``max_scored`` candidates are left to rank (a large bank with no tool in common), BM25
-scores only those sharing the query's rarest words, and the others follow in the seeded
-order as if they scored 0.
+runs for every hard item of every step, so both indexes are built once: a map from tool name to
+the items calling it, and bm25s's sparse index of the queries, which scores the whole bank in
+one sparse product.
 """
 
 from __future__ import annotations
@@ -24,8 +21,8 @@ import re
 from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 
+import bm25s
 import numpy as np
-from rank_bm25 import BM25Okapi
 
 from toolexpander.data.schema import query_text
 from toolexpander.prompts import gold_demo
@@ -44,10 +41,6 @@ def _called_names(task: dict) -> set[str]:
     return {call["name"] for call in task["answer"] or ()}
 
 
-def _postings(lists: dict[str, list[int]]) -> dict[str, np.ndarray]:
-    return {key: np.asarray(ids, dtype=np.int64) for key, ids in lists.items()}
-
-
 class DemoBank:
     """Few-shot demonstrations for hard items, drawn from gold answers and harvested rollouts.
 
@@ -64,36 +57,28 @@ class DemoBank:
         sources: Sequence[str] = DEMO_SOURCES,
         seed: int = 0,
         max_rollouts_per_item: int = 4,
-        max_scored: int = 1000,
     ):
         unknown = [s for s in sources if s not in DEMO_SOURCES]
         if unknown or not sources:
             raise ValueError(f"sources must be a non-empty subset of {DEMO_SOURCES}, got {tuple(sources)}")
         if max_rollouts_per_item < 1:
             raise ValueError(f"max_rollouts_per_item must be at least 1, got {max_rollouts_per_item}")
-        if max_scored < 1:
-            raise ValueError(f"max_scored must be at least 1, got {max_scored}")
         self.sources = tuple(sources)
         self.max_rollouts_per_item = max_rollouts_per_item
-        self.max_scored = max_scored
         self._tasks = [task for task in tasks if task["answer"] is not None]
         self._index = {}
         for i, task in enumerate(self._tasks):
             if self._index.setdefault(task["id"], i) != i:
                 raise ValueError(f"duplicate task id {task['id']!r} in the demonstration bank")
         self._queries = [query_text(task) for task in self._tasks]
-        corpus = [tokenize(query) for query in self._queries]
-        self._bm25 = BM25Okapi(corpus) if self._tasks else None
-        if self._bm25 is not None:
-            # get_batch_scores turns this list into an array on every call: ~3 ms at 70k items
-            self._bm25.doc_len = np.asarray(self._bm25.doc_len)
-        by_tool, by_word = defaultdict(list), defaultdict(list)
-        for i, (task, words) in enumerate(zip(self._tasks, corpus, strict=True)):
+        self._bm25 = bm25s.BM25()
+        if self._tasks:
+            self._bm25.index([tokenize(query) for query in self._queries], show_progress=False)
+        by_tool = defaultdict(list)
+        for i, task in enumerate(self._tasks):
             for name in _called_names(task):
                 by_tool[name].append(i)
-            for word in set(words):
-                by_word[word].append(i)
-        self._by_tool, self._by_word = _postings(by_tool), _postings(by_word)
+        self._by_tool = {name: np.asarray(items, dtype=np.int64) for name, items in by_tool.items()}
         order = list(range(len(self._tasks)))
         random.Random(seed).shuffle(order)
         self._order = np.asarray(order, dtype=np.int64)  # items in tie-break order
@@ -151,10 +136,11 @@ class DemoBank:
         if own is not None:
             left[own] = False
         words = tokenize(query_text(task))
+        scores = self._bm25.get_scores(words) if words and len(self) else np.zeros(len(self))
         for tier in self._tool_tiers(task, left):
             left[tier] = False
-            yield from self._lexical_order(words, tier)
-        yield from self._lexical_order(words, np.flatnonzero(left))
+            yield from self._lexical_order(scores, tier)
+        yield from self._lexical_order(scores, np.flatnonzero(left))
 
     def _tool_tiers(self, task: dict, allowed: np.ndarray) -> list[np.ndarray]:
         """Allowed items calling a tool that the task calls or offers, best tier first: most
@@ -176,31 +162,9 @@ class DemoBank:
         keys = shared_called * (len(offered) + 1) + shared_offered  # orders (called, offered) pairs
         return [items[keys == key] for key in np.unique(keys)[::-1]]
 
-    def _lexical_order(self, words: list[str], items: np.ndarray) -> Iterator[int]:
-        """``items`` by BM25 score against ``words``; ties and the unscored in the seeded order."""
-        unscored = None
-        if len(items) > self.max_scored:
-            items, unscored = self._rare_word_pool(words, items)
-        if len(items):
-            scores = np.asarray(self._bm25.get_batch_scores(words, items.tolist()))
-            yield from items[np.lexsort((self._rank[items], -scores))].tolist()
-        if unscored is not None:
-            yield from (int(i) for i in self._order[unscored[self._order]])
-
-    def _rare_word_pool(self, words: list[str], items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Split ``items`` into those sharing the query's rarest words (the rarest always, then
-        more while at most ``max_scored``) and a mask of the others, which BM25 skips."""
-        member = np.zeros(len(self), dtype=bool)
-        member[items] = True
-        pool = np.zeros(len(self), dtype=bool)
-        for word in sorted(set(words) & self._by_word.keys(), key=lambda w: (len(self._by_word[w]), w)):
-            grown = pool.copy()
-            grown[self._by_word[word]] = True
-            grown &= member
-            if pool.any() and grown.sum() > self.max_scored:
-                break
-            pool = grown
-        return np.flatnonzero(pool), member & ~pool
+    def _lexical_order(self, scores: np.ndarray, items: np.ndarray) -> Iterator[int]:
+        """``items`` by BM25 score, highest first; ties in the seeded order."""
+        yield from items[np.lexsort((self._rank[items], -scores[items]))].tolist()
 
     def state_dict(self) -> dict:
         """JSON-serialisable state: the harvested rollouts (gold demos are rebuilt from the tasks)."""
