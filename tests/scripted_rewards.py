@@ -23,3 +23,8 @@ def varied_for_first_item(prompts, completions, id, **kwargs):
         float(i % 2 == 0) if item.endswith("-0001") else float(sum(m["role"] == "user" for m in prompt) > 1)
         for i, (item, prompt) in enumerate(zip(id, prompts))
     ]
+
+
+def every_other_correct(completions, **kwargs):
+    """Rollouts 0, 2, 4, ... correct: every group of an even size has variance, so every step learns."""
+    return [float(i % 2 == 0) for i in range(len(completions))]

@@ -36,3 +36,25 @@ def test_quick_demo_writes_the_report(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     report = (tmp_path / "report.md").read_text()
     assert all(f"| {arm} |" in report for arm in arms) and "![curves.png](curves.png)" in report
+
+
+def test_the_cpu_recipe_is_the_demo_carry_over_arm(capsys):
+    """recipes/smollm2-135m-cpu.yaml is `--print-recipe`'s output, and trains what the demo trains."""
+    from pathlib import Path
+
+    from toolexpander.demo.run import PRESETS, arm_training_fields
+    from toolexpander.trainer.commands import parse_train_args
+    from toolexpander.trainer.config import ToolExpanderConfig
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "smollm2-135m-cpu.yaml"
+    assert main(["demo", "--print-recipe"]) == 0
+    regenerate = f"regenerate it: toolexpander demo --print-recipe > {recipe}"
+    assert capsys.readouterr().out == recipe.read_text(), regenerate
+    script_args, config, model_args = parse_train_args(["--config", str(recipe)])
+    preset = PRESETS["cpu"]
+    fields = arm_training_fields("toolexpander_carry_over", preset, seed=0)
+    demo_config = ToolExpanderConfig(output_dir=config.output_dir, use_cpu=True, bf16=True, **fields)
+    for name in fields:
+        assert getattr(config, name) == getattr(demo_config, name), name
+    assert (script_args.suite_level, script_args.max_train_items) == (preset.suite_level, preset.train_items)
+    assert model_args.model_name_or_path == SMOLLM2_HUB_ID and config.use_cpu and config.bf16

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from toolexpander.cli import main
 
@@ -73,6 +74,21 @@ def test_every_mode_trains_two_steps_and_logs_its_metrics(tmp_path, tiny_model_d
     assert [(row["step"], row["shots"]) for row in ledger] == [(1, 0), (1, 0), (2, shots), (2, shots)]
     if mode == "dapo_filter":  # every group flat: a fill round regenerated the batch with fresh prompts
         assert train_rows[0]["rollouts/generated"] == 8 and train_rows[0]["hard/ratio"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "mode", ["toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only"]
+)
+def test_every_mode_moves_the_weights_when_rewards_vary(tmp_path, tiny_model_dir, mode):
+    from safetensors.torch import load_file
+
+    out = train(
+        tmp_path, tiny_model_dir, "--mode", mode, "--max_steps", "1", "--correctness_reward",
+        "tests.scripted_rewards:every_other_correct",
+    )
+    before, after = load_file(Path(tiny_model_dir, "model.safetensors")), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[name], after[name]) for name in before), f"{mode}: no weight changed"
 
 
 def test_hard_items_escalate_to_the_cap(tmp_path, tiny_model_dir):

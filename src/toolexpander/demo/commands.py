@@ -18,11 +18,19 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default="runs/demo", help="folder for report.md, results.json and plots")
     parser.add_argument("--model", default=SMOLLM2_HUB_ID, help="base model: hub id, local folder or .gguf")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--print-recipe",
+        action="store_true",
+        help="print the carry-over arm of the preset as a `toolexpander train --config` recipe and exit",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args, extra: list[str]) -> int:
-    from toolexpander.demo.run import run_demo
+    from toolexpander.demo.run import recipe_text, run_demo
 
+    if args.print_recipe:
+        print(recipe_text(args.preset, seed=args.seed), end="")
+        return 0
     run_demo(args.preset, args.out, model_name=args.model, seed=args.seed)
     return 0

