@@ -21,13 +21,13 @@ import time
 
 import torch
 
-from toolexpander.data.suite import build_suite
 from toolexpander.evaluation.generation import generate_completions
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.models import SMOLLM2_HUB_ID, load_model_and_tokenizer
 from toolexpander.prompts import build_messages, prefill_think
 from toolexpander.rewards import extract_tool_calls, tool_n1_score
 from toolexpander.rewards.parsing import has_think_tags
+from toolexpander.tasks.suite import build_suite
 
 
 def main() -> None:

@@ -117,8 +117,8 @@ def test_record_errors(record, expected):
 
 
 def test_make_record_orders_fields_and_stringifies_the_id():
-    record = make_record(7, VALID["messages"], VALID["tools"], [], category="x")
-    assert list(record) == ["id", "messages", "tools", "answer", "category"]
+    record = make_record(7, VALID["messages"], VALID["tools"], [], task="generic", category="x")
+    assert list(record) == ["id", "messages", "tools", "answer", "task", "category"]
     assert record["id"] == "7"
     assert record_errors(record) == []
 
