@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from toolexpander.errors import UserError
 from toolexpander.evaluation.scoring import score_item
 from toolexpander.prompts import render_answer
 from toolexpander.tasks import bfcl
@@ -212,3 +213,11 @@ def test_checker_exception_is_a_wrong_answer():
     item = score_item(record, render_answer([{"name": "f", "arguments": {"s": "new HashSet<>()"}}]))
     assert (item["valid"], item["error_type"]) == (False, "checker_error")
     assert item["error"][0].startswith("NotImplementedError")
+
+
+def test_scoring_follows_the_task_name_not_the_keys():
+    record = {"id": "x", "task": "generic", "category": "irrelevance", "tools": [], "answer": []}
+    assert score_item(record, "I cannot help with that.")["error_type"] == "format:no_think"  # BFCL: correct
+    assert score_item({**record, "task": "bfcl"}, "I cannot help with that.")["valid"]
+    with pytest.raises(UserError, match="unknown task 'nope'"):
+        score_item({**record, "task": "nope"}, "")

@@ -11,7 +11,7 @@ be converted or an invalid record becomes a `Problem` (``PATH:LINE: reason``; LI
 Formats and what their converters decide:
 
 ``toolexpander``
-    our records, unchanged.
+    our records, unchanged (one that names no ``task`` gets ``generic``).
 ``xlam`` (``Salesforce/xlam-function-calling-60k``)
     ``{id, query, answers, tools}`` with ``answers`` and ``tools`` as JSON strings. xLAM's flat
     parameter dicts become JSON-schema objects (`flat_params_schema`).
@@ -36,8 +36,7 @@ Formats and what their converters decide:
     of that text is ToolACE's own format instruction and is dropped); an assistant turn of the
     form ``[Func(a="v", n=3), ...]`` is a call list, read by `parse_python_calls`.
 
-Training-format records have the task ``generic`` (scored by Tool-N1's exact match);
-``toolexpander`` records keep theirs, ``generic`` when they name none.
+The other formats' records have the task ``generic`` (scored by Tool-N1's exact match).
 
 Multi-turn dialogues (glaive, toolace) are prepared as Tool-N1 does: one item per assistant
 call turn, with all earlier turns as context (earlier calls as assistant turns with
@@ -396,31 +395,34 @@ def _convert_toolace(row: dict, index: int) -> Iterator[dict | str]:
 
 
 
-def _has(*keys: str) -> Callable[[dict], bool]:
+def has_keys(*keys: str) -> Callable[[dict], bool]:
+    """A `Format.detect` for a layout told by its keys alone."""
     return lambda row: set(keys) <= row.keys()
 
 
+def registry(*formats: Format) -> dict[str, Format]:
+    """Formats by name, in the order `detect_format` tries them."""
+    return {format.name: format for format in formats}
+
+
 def _is_xlam(row: dict) -> bool:
-    return _has("query", "answers", "tools")(row) and isinstance(row["query"], str)
+    return has_keys("query", "answers", "tools")(row) and isinstance(row["query"], str)
 
 
 def _is_toolrl(row: dict) -> bool:
-    if _has("instruction", "input", "output")(row):
+    if has_keys("instruction", "input", "output")(row):
         return bool(_TOOLRL_TOOL.search(str(row["instruction"])))
-    return _has("prompt", "reward_model")(row)
+    return has_keys("prompt", "reward_model")(row)
 
 
-# The training-data formats, in the order `detect_format` tries them.
-FORMATS: dict[str, Format] = {
-    format.name: format
-    for format in (
-        Format("toolexpander", _convert_toolexpander, _has(*REQUIRED_FIELDS)),
-        Format("xlam", _convert_xlam, _is_xlam),
-        Format("glaive", _convert_glaive, _has("conversations", "tools"), dialogue=True),
-        Format("toolace", _convert_toolace, _has("conversations", "system"), dialogue=True),
-        Format("toolrl", _convert_toolrl, _is_toolrl),
-    )
-}
+# The training-data formats; glaive before toolace (a glaive row may have a system text too).
+FORMATS = registry(
+    Format("toolexpander", _convert_toolexpander, has_keys(*REQUIRED_FIELDS)),
+    Format("xlam", _convert_xlam, _is_xlam),
+    Format("glaive", _convert_glaive, has_keys("conversations", "tools"), dialogue=True),
+    Format("toolace", _convert_toolace, has_keys("conversations", "system"), dialogue=True),
+    Format("toolrl", _convert_toolrl, _is_toolrl),
+)
 
 
 # ----- reading sources ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ A benchmark spec (``--bench``) is one of:
   ``bfcl:cat1,cat2`` (any single-turn category, live_relevance included). Data come from the
   installed ``bfcl_eval`` package unless ``--data-dir`` names a copy of its data folder;
 - ``apibank`` (levels l1 and l2) or ``apibank:l1,l2,l3``; ``--data-dir`` is required (see
-  `toolexpander.evaluation.apibank`);
+  `toolexpander.tasks.apibank`);
 - a data file: our JSONL records or any format `toolexpander.tasks.load_records` reads
   (a BFCL or API-Bank file is recognised, and its records name their task).
 """

@@ -34,12 +34,11 @@ from typing import Any
 
 from toolexpander.data import formats
 from toolexpander.data.formats import api_tool, parse_python_calls, toolrl_messages, toolrl_tools
-from toolexpander.data.schema import LoadResult, call_multiset, call_turn, make_record
+from toolexpander.data.schema import LoadResult, call_turn, make_record
 from toolexpander.errors import UserError
-from toolexpander.tasks.base import CORRECT, NO_CALLS, Task, Verdict
+from toolexpander.tasks.base import Task, Verdict, exact_match
 
 NAME = "apibank"
-_LEVEL = re.compile(r"(?:level-|_l)(?P<level>\d)")
 LEVELS = ("l1", "l2", "l3")
 DEFAULT_LEVELS = ("l1", "l2")
 CLONE_HINT = (
@@ -85,12 +84,10 @@ def load_level(data_dir: str | Path, level: str) -> LoadResult:
 
 
 def check(record: dict, calls: list[dict] | None) -> Verdict:
-    """Exact-match verdict: ``{"valid": bool, "error_type": str | None, "error": [...]}``."""
-    if calls is None:
-        return NO_CALLS
-    got, want = call_multiset(calls), call_multiset(record["answer"])
-    if got is not None and got == want:
-        return CORRECT
+    """Tool-N1's exact match (`exact_match`), a wrong answer told apart by count, names or arguments."""
+    verdict = exact_match(record, calls)
+    if verdict["valid"] or calls is None:
+        return verdict
     if len(calls) != len(record["answer"]):
         error_type = "wrong_count"
     elif sorted(str(c.get("name")) for c in calls) != sorted(c["name"] for c in record["answer"]):
@@ -204,6 +201,9 @@ def _apibank_dialogue(text: str, tools: list[dict]) -> list[dict]:
     return messages
 
 
+_LEVEL = re.compile(r"(?:level-|_l)(?P<level>\d)")
+
+
 def _level(path: Path) -> int:
     match = _LEVEL.search(path.name)
     if not match:
@@ -261,33 +261,28 @@ def _toolrl_record(item: dict, index: int, *, level: int) -> Iterator[dict]:
     yield _apibank_record(level, index, toolrl_messages(item["user"]), toolrl_tools(item["system"]), answer)
 
 
-def _keys(*keys: str):
-    return lambda row: set(keys) <= row.keys()
+def _is_hammer(row: dict) -> bool:
+    # xLAM's rows have the same keys, with the query as one string.
+    return formats.has_keys("query", "tools", "answers")(row) and isinstance(row["query"], list)
 
 
 # The three layouts of API-Bank, told apart by the keys of their first item.
-FORMATS = {
-    format.name: format
-    for format in (
-        formats.Format(
-            "apibank", _official_record, _keys("instruction", "input", "expected_output"), context=_level_context
-        ),
-        # xLAM's rows have the same keys, with the query as one string.
-        formats.Format(
-            "hammer",
-            _hammer_record,
-            lambda row: _keys("query", "tools", "answers")(row) and isinstance(row["query"], list),
-            context=_level_context,
-        ),
-        formats.Format(
-            "toolrl_apibank",
-            _toolrl_record,
-            _keys("system", "user", "answer"),
-            context=_level_context,
-            family="toolrl",
-        ),
-    )
-}
+FORMATS = formats.registry(
+    formats.Format(
+        "apibank",
+        _official_record,
+        formats.has_keys("instruction", "input", "expected_output"),
+        context=_level_context,
+    ),
+    formats.Format("hammer", _hammer_record, _is_hammer, context=_level_context),
+    formats.Format(
+        "toolrl_apibank",
+        _toolrl_record,
+        formats.has_keys("system", "user", "answer"),
+        context=_level_context,
+        family="toolrl",
+    ),
+)
 
 
 def load_file(path: str | Path, layout: str = "auto") -> LoadResult:

@@ -228,9 +228,7 @@ def _convert(entry: dict, index: int, *, truths: dict[str, dict], category: str)
     yield make_record(entry["id"], messages, entry["function"], answer, task=NAME, **extra)
 
 
-FORMAT = formats.Format(
-    NAME, _convert, lambda row: {"id", "question", "function"} <= row.keys(), context=_context
-)
+FORMAT = formats.Format(NAME, _convert, formats.has_keys("id", "question", "function"), context=_context)
 
 
 def load_bfcl(path: str | Path) -> LoadResult:
