@@ -14,7 +14,7 @@ string in the language's own syntax (``"true"``, ``"42L"``, ``"new int[]{1, 2}"`
 is what the official checker parses. Irrelevance categories have ``answer`` ``[]`` (correct iff
 no call); ``live_relevance`` has ``None`` (correct iff some call). Only single-turn categories load.
 
-Scoring: The verdict on an AST item is ``bfcl_eval.eval_checker.ast_eval.ast_checker`` applied to the
+Scoring: the verdict on an AST item is ``bfcl_eval.eval_checker.ast_eval.ast_checker`` applied to the
 decoded calls ``[{name: {arg: value}}]``, exactly as BFCL's own runner does for function-calling
 models. ``bfcl-eval`` is installed without its dependencies (``pip install --no-deps
 bfcl-eval``); the checker imports ``bfcl_eval.constants.model_config``, which would pull in every
@@ -66,8 +66,6 @@ DEFAULT_CATEGORIES = NON_LIVE_AST + LIVE_AST + IRRELEVANCE
 SIMPLE = ("simple_python", "simple_java", "simple_javascript")
 MODEL_NAME = "toolexpander"  # the checker asks its model config whether to rewrite dots in names
 _INSTALL_HINT = "BFCL scoring needs the bfcl-eval package: pip install --no-deps bfcl-eval==2026.3.23"
-
-
 _BFCL_FILE = re.compile(r"BFCL_v\d+_(?P<category>\w+)\.json")
 
 
