@@ -195,10 +195,6 @@ class LoadResult:
     records: list[dict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
-    def extend(self, other: LoadResult) -> None:
-        self.records += other.records
-        self.problems += other.problems
-
 
 # (line, row, None) for a row that parsed, (line, None, reason) for one that did not; LINE is 1-based.
 Row = tuple[int, Any, str | None]
