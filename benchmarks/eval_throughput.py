@@ -20,12 +20,12 @@ import time
 
 import torch
 
-from toolexpander.data.benchmarks import BFCL_CATEGORIES
 from toolexpander.evaluation.generation import generate_completions
 from toolexpander.evaluation.runner import load_benchmark, prompt_messages
 from toolexpander.evaluation.scoring import evaluate_records
 from toolexpander.models import build_tiny_model, load_model_and_tokenizer
 from toolexpander.prompts import render_answer
+from toolexpander.tasks import bfcl
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
-    records = load_benchmark(f"bfcl:{','.join(BFCL_CATEGORIES)}", args.data_dir).records()
+    records = load_benchmark(f"bfcl:{','.join(bfcl.CATEGORIES)}", args.data_dir).records()
     # live_relevance has no gold answer (None): any call is right
     any_call = [{"name": "f", "arguments": {}}]
     gold = {r["id"]: render_answer(any_call if r["answer"] is None else r["answer"]) for r in records}

@@ -106,8 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    from toolexpander.data.suite import build_suite
     from toolexpander.models import build_tiny_model
+    from toolexpander.tasks.suite import build_suite
 
     model_dir = build_tiny_model(tempfile.mkdtemp())
     # Sixteen copies of one item: our trainer reseeds the order of items every epoch, TRL does not,

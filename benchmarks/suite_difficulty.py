@@ -21,13 +21,13 @@ import time
 
 import torch
 
-from toolexpander.data.suite import build_suite
 from toolexpander.evaluation.generation import generate_completions
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.models import SMOLLM2_HUB_ID, load_model_and_tokenizer
 from toolexpander.prompts import build_messages, prefill_think
 from toolexpander.rewards import extract_tool_calls, tool_n1_score
 from toolexpander.rewards.parsing import has_think_tags
+from toolexpander.tasks.suite import build_suite
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=24, help="test items to pose")
     parser.add_argument("--split", default="test", help="suite split the items come from")
     parser.add_argument("--seed", type=int, default=0, help="suite seed")
-    parser.add_argument("--level", default="full", help="suite level: full or easy (toolexpander.data.suite.LEVELS)")
+    parser.add_argument("--level", default="full", help="suite level: full or easy (toolexpander.tasks.suite.LEVELS)")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--dtype", default="bfloat16", help="bfloat16 halves the CPU time of float32")

@@ -1,21 +1,18 @@
-"""The benchmark loaders (`toolexpander.data.benchmarks`) on the shared copies of BFCL and API-Bank."""
+"""The benchmark loaders (`toolexpander.tasks.bfcl`, `toolexpander.tasks.apibank`) on the shared copies
+of BFCL and API-Bank."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from toolexpander.data import benchmarks
-from toolexpander.data.benchmarks import (
-    detect_benchmark_format,
-    load_apibank,
-    load_bfcl,
-    load_hammer,
-    load_toolrl_apibank,
-    parse_api_request,
-)
+from toolexpander.data.formats import detect_format, read_rows
 from toolexpander.data.schema import record_errors
 from toolexpander.errors import UserError
+from toolexpander.prompts import build_messages
+from toolexpander.tasks import FORMATS
+from toolexpander.tasks.apibank import load_file, parse_api_request
+from toolexpander.tasks.bfcl import load_bfcl
 
 OFFICIAL_L1 = "api_bank/test-data/level-1-api.json"
 OFFICIAL_L2 = "api_bank/test-data/level-2-api.json"
@@ -169,11 +166,10 @@ def test_bfcl_bad_lines_become_problems(tmp_path):
     )
     result = load_bfcl(path)
     assert [r["id"] for r in result.records] == ["simple_python_0"]
-    assert [(p.line, p.reason.split(":")[0]) for p in result.problems] == [
-        (2, "broken JSON"),
-        (3, "not a BFCL item"),
+    assert [(p.line, p.reason) for p in result.problems] == [
+        (2, "broken JSON: Expecting property name enclosed in double quotes"),
+        (3, "no ground truth for id 'simple_python_2' in possible_answer"),
     ]
-    assert "no ground truth for id 'simple_python_2'" in result.problems[1].reason
 
 
 def test_bfcl_answer_for_a_tool_not_offered_is_a_problem(tmp_path):
@@ -206,19 +202,19 @@ def test_bfcl_unusable_files_are_user_errors(tmp_path, name, truths, message):
 
 
 @pytest.mark.parametrize(
-    ("relative", "loader", "category", "records", "problems"),
+    ("relative", "layout", "category", "records", "problems"),
     [
-        (OFFICIAL_L1, load_apibank, "apibank_l1", 399, 0),
-        (HAMMER_L1, load_hammer, "apibank_l1", 399, 0),
-        (TOOLRL_L1, load_toolrl_apibank, "apibank_l1", 399, 0),
-        (OFFICIAL_L2, load_apibank, "apibank_l2", 121, 14),
-        (HAMMER_L2, load_hammer, "apibank_l2", 121, 6),
-        (TOOLRL_L2, load_toolrl_apibank, "apibank_l2", 61, 6),
-        (TOOLRL_L3, load_toolrl_apibank, "apibank_l3", 131, 0),
+        (OFFICIAL_L1, "apibank", "apibank_l1", 399, 0),
+        (HAMMER_L1, "hammer", "apibank_l1", 399, 0),
+        (TOOLRL_L1, "toolrl_apibank", "apibank_l1", 399, 0),
+        (OFFICIAL_L2, "apibank", "apibank_l2", 121, 14),
+        (HAMMER_L2, "hammer", "apibank_l2", 121, 6),
+        (TOOLRL_L2, "toolrl_apibank", "apibank_l2", 61, 6),
+        (TOOLRL_L3, "toolrl_apibank", "apibank_l3", 131, 0),
     ],
 )
-def test_apibank_counts(shared_data, relative, loader, category, records, problems):
-    result = loader(shared_data / relative)
+def test_apibank_counts(shared_data, relative, layout, category, records, problems):
+    result = load_file(shared_data / relative, layout)
     assert (len(result.records), len(result.problems)) == (records, problems)
     assert all(record_errors(r) == [] for r in result.records)
     # level-2 items whose gold API was never retrieved in the dialogue are the only rejections
@@ -228,15 +224,15 @@ def test_apibank_counts(shared_data, relative, loader, category, records, proble
 
 def test_official_and_hammer_level1_agree(shared_data):
     official, hammer = (
-        load_apibank(shared_data / OFFICIAL_L1).records,
-        load_hammer(shared_data / HAMMER_L1).records,
+        load_file(shared_data / OFFICIAL_L1).records,
+        load_file(shared_data / HAMMER_L1).records,
     )
     assert official == hammer
 
 
 def test_toolrl_level1_differs_only_where_its_gold_is_broken(shared_data):
-    official = {r["id"]: r for r in load_apibank(shared_data / OFFICIAL_L1).records}
-    toolrl = {r["id"]: r for r in load_toolrl_apibank(shared_data / TOOLRL_L1).records}
+    official = {r["id"]: r for r in load_file(shared_data / OFFICIAL_L1).records}
+    toolrl = {r["id"]: r for r in load_file(shared_data / TOOLRL_L1).records}
     assert all(toolrl[i]["tools"] == official[i]["tools"] for i in official)
     differing = [i for i in official if toolrl[i]["answer"] != official[i]["answer"]]
     assert len(differing) == 5
@@ -246,12 +242,15 @@ def test_toolrl_level1_differs_only_where_its_gold_is_broken(shared_data):
 
 
 def test_apibank_dialogue_turns_and_retrieved_tools(shared_data):
-    records = load_apibank(shared_data / OFFICIAL_L2).records
+    records = load_file(shared_data / OFFICIAL_L2).records
     record = next(r for r in records if r["answer"][0]["name"] == "QueryHistoryToday")
     assert [t["name"] for t in record["tools"]] == ["ToolSearcher", "QueryHistoryToday"]
     assert [m["role"] for m in record["messages"]] == ["user", "assistant", "assistant", "tool"]
-    assert record["messages"][2]["content"] == (
-        '<tool_call>[{"name": "ToolSearcher", "arguments": {"keywords": "history October 6th"}}]</tool_call>'
+    call = {"name": "ToolSearcher", "arguments": {"keywords": "history October 6th"}}
+    assert record["messages"][2] == {"role": "assistant", "content": "", "tool_calls": [call]}
+    # only the prompt writes the calls as text: merged into the assistant turn before it
+    assert build_messages(record)[2]["content"].endswith(
+        '\n\n<tool_call>[{"name": "ToolSearcher", "arguments": {"keywords": "history October 6th"}}]</tool_call>'
     )
     assert record["answer"] == [{"name": "QueryHistoryToday", "arguments": {"date": "10-06"}}]
     assert all("Generate API Request" not in m["content"] for r in records for m in r["messages"])
@@ -289,17 +288,13 @@ def test_parse_api_request_rejects_non_literals(text):
         ("bfcl/possible_answer/BFCL_v4_simple_python.json", None),
         (OFFICIAL_L2, "apibank"),
         (HAMMER_L1, "hammer"),
-        (str(Path(__file__).parent / "fixtures" / "xlam_sample.json"), None),  # same keys, query a string
+        (str(Path(__file__).parent / "fixtures" / "xlam_sample.json"), "xlam"),  # Hammer's keys, query a string
         (TOOLRL_L3, "toolrl_apibank"),
-        ("glaive/glaive_toolcall_en_demo.json", None),
-        ("toolrl/dataset/rlla_4k/test.parquet", None),  # not text
-        ("README.md", None),
-        ("no/such/file.json", None),
+        ("glaive/glaive_toolcall_en_demo.json", "glaive"),
+        ("toolrl/dataset/rlla_4k/test.parquet", "toolrl"),
     ],
 )
-def test_detect_benchmark_format(shared_data, relative, expected):
-    assert detect_benchmark_format(shared_data / relative) == expected
-
-
-def test_loaders_table_covers_every_format():
-    assert set(benchmarks.LOADERS) == set(benchmarks.BENCHMARK_FORMATS)
+def test_every_layout_is_told_by_its_first_row(shared_data, relative, expected):
+    path = shared_data / relative
+    first = next(row for _, row, error in read_rows(path) if error is None)
+    assert detect_format(first, str(path), FORMATS) == expected

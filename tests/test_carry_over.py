@@ -10,10 +10,10 @@ import torch
 
 from tests import scripted_rewards
 from toolexpander.cli import main
-from toolexpander.data.suite import build_suite
 from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule
 from toolexpander.hard_sampling.sampler import HardSampler, group_slots
 from toolexpander.prompts import build_messages
+from toolexpander.tasks.suite import build_suite
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "tiny-cpu.yaml")

@@ -16,7 +16,7 @@ def task(id, query, calls=(), offered=()):
     names = list(dict.fromkeys([*calls, *offered]))
     tools = [{"name": name, "parameters": {"type": "object"}} for name in names]
     answer = [{"name": name, "arguments": {"id": id}} for name in calls]
-    return make_record(id, [{"role": "user", "content": query}], tools, answer)
+    return make_record(id, [{"role": "user", "content": query}], tools, answer, task="generic")
 
 
 def ids(demos):

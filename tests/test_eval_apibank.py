@@ -3,9 +3,9 @@
 import pytest
 
 from toolexpander.errors import UserError
-from toolexpander.evaluation import apibank
 from toolexpander.evaluation.scoring import evaluate_records, score_item
 from toolexpander.prompts import render_answer, render_calls
+from toolexpander.tasks import apibank
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_known_wrong_answers_score_zero(records, level):
 
 
 def test_values_compare_as_json():
-    record = {"id": "a", "category": "apibank_l1", "answer": [{"name": "f", "arguments": {"n": "5"}}]}
+    record = {"id": "a", "task": "apibank", "category": "apibank_l1", "answer": [{"name": "f", "arguments": {"n": "5"}}]}
     assert not score_item(record, render_calls([{"name": "f", "arguments": {"n": 5}}]))["valid"]
     assert score_item(record, render_calls([{"name": "f", "arguments": {"n": "5"}}]))["valid"]
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolexpander.data.benchmarks import BFCL_CATEGORIES, BFCL_IRRELEVANCE, BFCL_LIVE_AST, BFCL_NON_LIVE_AST
-from toolexpander.evaluation import bfcl
+from toolexpander.errors import UserError
 from toolexpander.evaluation.scoring import score_item
 from toolexpander.prompts import render_answer
+from toolexpander.tasks import bfcl
 
-AST_CATEGORIES = BFCL_NON_LIVE_AST + BFCL_LIVE_AST
+AST_CATEGORIES = bfcl.NON_LIVE_AST + bfcl.LIVE_AST
 
 # BFCL items whose ground truth contradicts their own function doc: the official checker rejects
 # every possible answer, the gold included.
@@ -35,7 +35,7 @@ UNSATISFIABLE = {
 
 @pytest.fixture(scope="module")
 def loaded(shared_data):
-    return {c: r.records for c, r in bfcl.load_categories(shared_data / "bfcl", BFCL_CATEGORIES).items()}
+    return {c: r.records for c, r in bfcl.load_categories(shared_data / "bfcl", bfcl.CATEGORIES).items()}
 
 
 def official_verdict(record: dict, calls: list[dict]) -> bool:
@@ -90,7 +90,7 @@ def test_known_wrong_answers_score_zero_and_agree(loaded, category):
 def test_every_category_scores_zero_on_wrong_answers(loaded):
     # the AST categories and live_relevance need a call, the irrelevance ones need none
     for category, records in loaded.items():
-        wrong = render_answer([{"name": "f", "arguments": {}}] if category in BFCL_IRRELEVANCE else [])
+        wrong = render_answer([{"name": "f", "arguments": {}}] if category in bfcl.IRRELEVANCE else [])
         assert not any(score_item(r, wrong)["valid"] for r in records), category
 
 
@@ -113,6 +113,7 @@ def test_every_category_scores_zero_on_wrong_answers(loaded):
 def test_relevance_categories(category, completion, valid, error_type):
     record = {
         "id": "x",
+        "task": "bfcl",
         "category": category,
         "tools": [],
         "answer": [] if category == "irrelevance" else None,
@@ -191,7 +192,7 @@ def test_aggregates_follow_the_leaderboard():
 
 
 def test_aggregates_left_out_when_categories_missing():
-    summary, notes = bfcl.aggregates({c: _stats(1.0, 4) for c in BFCL_LIVE_AST})
+    summary, notes = bfcl.aggregates({c: _stats(1.0, 4) for c in bfcl.LIVE_AST})
     assert summary == {"live": 1.0}
     assert notes[0].startswith("non_live left out: not run: simple_python") and "overall left out" in notes[1]
 
@@ -204,6 +205,7 @@ def test_checker_exception_is_a_wrong_answer():
     }
     record = {
         "id": "simple_java_x",
+        "task": "bfcl",
         "category": "simple_java",
         "tools": [doc],
         "ground_truth": [{"f": {"s": ["a"]}}],
@@ -211,3 +213,11 @@ def test_checker_exception_is_a_wrong_answer():
     item = score_item(record, render_answer([{"name": "f", "arguments": {"s": "new HashSet<>()"}}]))
     assert (item["valid"], item["error_type"]) == (False, "checker_error")
     assert item["error"][0].startswith("NotImplementedError")
+
+
+def test_scoring_follows_the_task_name_not_the_keys():
+    record = {"id": "x", "task": "generic", "category": "irrelevance", "tools": [], "answer": []}
+    assert score_item(record, "I cannot help with that.")["error_type"] == "format:no_think"  # BFCL: correct
+    assert score_item({**record, "task": "bfcl"}, "I cannot help with that.")["valid"]
+    with pytest.raises(UserError, match="unknown task 'nope'"):
+        score_item({**record, "task": "nope"}, "")

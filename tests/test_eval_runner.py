@@ -49,7 +49,7 @@ def test_predictions_scored_with_outputs(tmp_path, bfcl_dir, capsys):
     assert any(n.startswith("non_live left out") for n in results["notes"])
     items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
     assert len(items) == 640
-    assert set(items[0]) == {"id", "category", "completion", "calls", "valid", "error_type", "error"}
+    assert set(items[0]) == {"id", "task", "category", "completion", "calls", "valid", "error_type", "error"}
     by_id = {item["id"]: item for item in items}
     assert by_id["simple_python_0"]["error_type"] == "ast_decoder:decoder_failed"
     assert (
@@ -94,7 +94,7 @@ def test_limit_takes_first_items_per_category(tmp_path, bfcl_dir):
     [
         ([{"id": "nope", "completion": "x"}], "not in bfcl:simple_python: 'nope'"),
         ([{"id": "simple_python_0", "completion": "x"}] * 2, "duplicate prediction for id 'simple_python_0'"),
-        (["{broken"], "p.jsonl:1: not JSON"),
+        (["{broken"], "p.jsonl:1: broken JSON"),
         ([{"id": "simple_python_0"}], "needs a string 'id' and a string 'completion'"),
     ],
 )

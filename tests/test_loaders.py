@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from toolexpander.data.loaders import (
-    FORMATS,
-    detect_format,
-    flat_params_schema,
-    load_records,
-    parse_python_calls,
-    toolrl_tools,
-)
-from toolexpander.data.schema import Problem, record_errors
+from toolexpander.data.formats import detect_format, flat_params_schema, parse_python_calls, toolrl_tools
+from toolexpander.data.schema import Problem, call_turn, record_errors
 from toolexpander.errors import UserError
-from toolexpander.prompts import render_calls
+from toolexpander.tasks import FORMATS, load_records
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOOLACE = str(FIXTURES / "toolace_sample.json")
@@ -69,9 +62,7 @@ def test_toolrl_history_becomes_turns(shared_data):
     record = next(r for r in result.records if r["id"] == "toolrl-16")
     roles = [m["role"] for m in record["messages"]]
     assert roles[:5] == ["user", "assistant", "tool", "assistant", "user"]
-    assert record["messages"][1]["content"] == render_calls(
-        [{"name": "Get Trending TV Shows", "arguments": {}}]
-    )
+    assert record["messages"][1] == call_turn([{"name": "Get Trending TV Shows", "arguments": {}}])
     assert all("<think>" not in m["content"] for m in record["messages"])
 
 
@@ -160,7 +151,7 @@ def test_glaive_earlier_calls_and_results_are_context(tmp_path):
         "assistant",
         "user",
     ]
-    assert last[1]["content"] == render_calls([{"name": "f", "arguments": {"n": 1}}])
+    assert last[1] == call_turn([{"name": "f", "arguments": {"n": 1}}])
     assert last[3]["content"] == '{"name": "f", "arguments": {"n": 2'  # a broken call stays as text
 
 
@@ -194,7 +185,7 @@ def test_toolace_fixture():
         "user",
     ]
     assert parallel["messages"][1]["content"] == "Which city do you mean?"
-    assert parallel["messages"][3]["content"] == render_calls(by_id["toolace-1-3"]["answer"])
+    assert parallel["messages"][3] == call_turn(by_id["toolace-1-3"]["answer"])
     assert by_id["toolace-2-1"]["answer"][0]["name"] == "hotel.book-room"
     assert by_id["toolace-2-1"]["answer"][0]["arguments"]["guests"][1] == {"name": "Bob", "diet": None}
 
@@ -374,7 +365,7 @@ def test_auto_detection_matches_the_named_format(shared_data, source, format):
     [
         ({"id": "a", "messages": [], "tools": [], "answer": []}, "", "toolexpander"),
         ({"id": 0, "query": "q", "answers": "[]", "tools": "[]"}, "", "xlam"),
-        ({"query": [{"role": "user"}], "answers": [], "tools": []}, "", None),  # Hammer's layout
+        ({"query": [{"role": "user"}], "answers": [], "tools": []}, "", "hammer"),
         ({"conversations": [], "tools": "[]"}, "", "glaive"),
         ({"conversations": [], "system": "..."}, "", "toolace"),
         ({"prompt": [], "reward_model": {}}, "", "toolrl"),
@@ -384,14 +375,14 @@ def test_auto_detection_matches_the_named_format(shared_data, source, format):
             "toolrl",
         ),
         ({"instruction": "[BEGIN OF TASK]", "input": "", "output": ""}, "", None),
-        ({"system": "", "user": "", "answer": {}}, "", "toolrl"),
+        ({"system": "", "user": "", "answer": {}}, "", "toolrl_apibank"),
         ({"conversations": []}, "data/ToolACE_data.json", "toolace"),
         (None, "Salesforce/xlam-function-calling-60k", "xlam"),
         ({"text": "?"}, "notes.jsonl", None),
     ],
 )
 def test_detect_format(row, name, expected):
-    assert detect_format(row, name) == expected
+    assert detect_format(row, name, FORMATS) == expected
 
 
 def test_benchmarks_are_dispatched(shared_data):
@@ -427,7 +418,7 @@ def test_unknown_and_undetectable_formats(tmp_path):
     path = write_jsonl(tmp_path / "notes.jsonl", [{"text": "?"}])
     with pytest.raises(UserError, match="cannot tell the format") as error:
         load_records(path)
-    assert all(f in str(error.value) for f in FORMATS[1:])
+    assert all(f in str(error.value) for f in FORMATS)
 
 
 def test_hub_rows_go_through_the_same_converters(monkeypatch):

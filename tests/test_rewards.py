@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolexpander.errors import UserError
-from toolexpander.prompts import render_answer
+from toolexpander.evaluation.scoring import score_item
+from toolexpander.prompts import render_answer, render_calls
 from toolexpander.rewards import (
     REWARDS,
     get_reward,
@@ -507,3 +508,29 @@ def test_rewards_import_no_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# --- evaluation's generic verdict is this reward -----------------------------------------------
+
+CALL_LISTS = st.lists(
+    st.fixed_dictionaries({"name": st.sampled_from(["f", "g"]), "arguments": st.dictionaries(st.just("a"), JSON)}),
+    max_size=2,
+)
+
+
+@pytest.mark.parametrize(
+    "text, gold",
+    [case[1:3] for case in TOOL_N1_CASES if isinstance(case[2], list)],
+    ids=[c[0] for c in TOOL_N1_CASES if isinstance(c[2], list)],
+)
+def test_generic_task_verdict_is_tool_n1(text, gold):
+    record = {"id": "x", "task": "generic", "answer": gold}
+    assert score_item(record, text)["valid"] == (tool_n1_score(text, gold) == 1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(TEXTS, CALL_LISTS.map(render_answer), CALL_LISTS.map(render_calls)), CALL_LISTS)
+def test_generic_task_verdict_is_tool_n1_on_any_text(text, gold):
+    for task in ("generic", "suite"):
+        record = {"id": "x", "task": task, "answer": gold}
+        assert score_item(record, text)["valid"] == (tool_n1_score(text, gold) == 1.0)

@@ -2,10 +2,10 @@
 
 import pytest
 
-from toolexpander.data.suite import build_suite
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule
 from toolexpander.hard_sampling.sampler import HardSampler
+from toolexpander.tasks.suite import build_suite
 
 G = 4
 

@@ -115,8 +115,8 @@ def test_lora_trains_and_saves_an_adapter(tmp_path, tiny_model_dir):
 def test_generation_receives_demonstrations_for_hard_items_whichever_backend(tmp_path, tiny_model_dir):
     """Prompts are rendered before TRL's generation (HF generate or vLLM alike): patching TRL's
     `_generate_and_score_completions` shows exactly what any backend would be asked to complete."""
-    from toolexpander.data.suite import build_suite
     from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.tasks.suite import build_suite
     from toolexpander.trainer.config import ToolExpanderConfig
     from toolexpander.trainer.trainer import ToolExpanderTrainer
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolexpander.data.schema import ROLES, make_record, record_errors
+from toolexpander.data.schema import ROLES, call_turn, make_record, record_errors
+from toolexpander.prompts import build_messages, render_calls
 
 VALID = {
     "id": "a",
@@ -117,8 +118,8 @@ def test_record_errors(record, expected):
 
 
 def test_make_record_orders_fields_and_stringifies_the_id():
-    record = make_record(7, VALID["messages"], VALID["tools"], [], category="x")
-    assert list(record) == ["id", "messages", "tools", "answer", "category"]
+    record = make_record(7, VALID["messages"], VALID["tools"], [], task="generic", category="x")
+    assert list(record) == ["id", "messages", "tools", "answer", "task", "category"]
     assert record["id"] == "7"
     assert record_errors(record) == []
 
@@ -155,3 +156,32 @@ def test_record_errors_never_raises(record):
         assert len(set(names)) == len(names)
         assert any(m["role"] == "user" for m in record["messages"])
         assert all(call["name"] in names for call in record["answer"] or [])
+
+
+def test_earlier_calls_are_data_and_only_the_prompt_renders_them():
+    calls = [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    record = {**VALID, "messages": [*VALID["messages"], call_turn(calls), {"role": "tool", "content": "sunny"}]}
+    assert record_errors(record) == []
+    posed = build_messages({**record, "messages": [*record["messages"], {"role": "user", "content": "And Rome?"}]})
+    assert posed[2] == {"role": "assistant", "content": render_calls(calls)}
+    with_text = {"role": "assistant", "content": "Let me look.", "tool_calls": calls}
+    assert build_messages({**record, "messages": [VALID["messages"][0], with_text]})[2]["content"] == (
+        "Let me look.\n" + render_calls(calls)
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ({"role": "user", "content": "", "tool_calls": []}, "messages[1] has tool_calls but is not an assistant turn"),
+        ({"role": "assistant", "content": "", "tool_calls": {}}, "'messages[1].tool_calls' must be a list, got dict"),
+        ({"role": "assistant", "content": "", "tool_calls": [{"name": "f"}]}, "messages[1].tool_calls[0].arguments"),
+    ],
+)
+def test_malformed_tool_calls_are_named(message, error):
+    errors = record_errors({**VALID, "messages": [*VALID["messages"], message]})
+    assert any(e.startswith(error) for e in errors), errors
+
+
+def test_a_task_name_must_be_a_string():
+    assert record_errors({**VALID, "task": 3}) == ["'task' must be a non-empty string"]

@@ -89,7 +89,7 @@ def test_malformed_lines_are_all_reported_and_nothing_is_written(tmp_path, capsy
     assert main(["score", str(path), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     for line, reason in [
-        (2, "not valid JSON"),
+        (2, "broken JSON"),
         (3, "missing field 'completion'"),
         (4, "'completion' must be"),
         (5, "'answer' must be"),

@@ -10,19 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolexpander.data import suite as suite_module
 from toolexpander.data.schema import query_text, record_errors
-from toolexpander.data.suite import (
-    HELD_OUT_TOOLS,
-    KINDS,
-    SPLITS,
-    TOOLS,
-    TOOLS_BY_NAME,
-    build_split,
-    build_suite,
-    export_suite,
-    placeholders,
-)
+from toolexpander.tasks import suite as suite_module
+from toolexpander.tasks.suite import KINDS, SPLITS, build_split, build_suite, export_suite
+from toolexpander.tasks.suite_catalogue import HELD_OUT_TOOLS, TOOLS, TOOLS_BY_NAME, placeholders
 
 
 @pytest.fixture(scope="module")

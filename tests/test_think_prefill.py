@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolexpander.data.suite import build_suite
 from toolexpander.prompts import (
     RUN_PROMPT_FILE,
     build_messages,
@@ -17,6 +16,7 @@ from toolexpander.prompts import (
     read_run_prompt,
 )
 from toolexpander.rewards import tool_n1_score, with_prefill
+from toolexpander.tasks.suite import build_suite
 
 
 @pytest.fixture()

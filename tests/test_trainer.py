@@ -240,8 +240,8 @@ def test_bonus_advantage_depends_on_scale_rewards(
     """Documents SPEC §1's arithmetic: in a group where every answer is wrong, a 0.01 bonus on one
     rollout becomes an advantage of about 1.5 with std scaling ("group"), 0.0075 without ("none")."""
     from tests import scripted_rewards
-    from toolexpander.data.suite import build_suite
     from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.tasks.suite import build_suite
     from toolexpander.trainer import trainer as trainer_module
     from toolexpander.trainer.config import ToolExpanderConfig
 

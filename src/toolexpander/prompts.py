@@ -88,8 +88,11 @@ def render_answer(calls: Sequence[dict], think: str | None = None) -> str:
 
 
 def _context_turn(message: dict) -> dict:
-    """Map a context message to a template-safe role; tool results become user text."""
+    """Map a context message to a template-safe role: tool results become user text, an assistant
+    turn's ``tool_calls`` are written after its text in the target format."""
     role, content = message["role"], message["content"]
+    if message.get("tool_calls") is not None:
+        content = "\n".join(filter(None, [content, render_calls(message["tool_calls"])]))
     if role == "tool":
         return {"role": "user", "content": f"<tool_response>\n{content}\n</tool_response>"}
     return {"role": role, "content": content}

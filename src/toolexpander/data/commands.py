@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from toolexpander.data.loaders import FORMATS, load_records
+from toolexpander.tasks import FORMATS, load_records
 
 
 def register(subparsers) -> None:
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
     validate = commands.add_parser("validate", help="Check that a data file converts into valid records.")
     validate.add_argument("path", help="a local file (JSONL, JSON array, parquet) or a hub dataset id")
-    validate.add_argument("--format", choices=FORMATS, default="auto", help="source format (default: detect)")
+    validate.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="source format (default: detect)")
     validate.add_argument("--split", default=None, help="split of a hub dataset (default: train)")
     validate.add_argument(
         "--skip-invalid", action="store_true", help="report bad records as skipped and exit 0"
@@ -63,7 +63,7 @@ def run_validate(args, extra: list[str]) -> int:
 
 
 def run_export_suite(args, extra: list[str]) -> int:
-    from toolexpander.data.suite import export_suite
+    from toolexpander.tasks.suite import export_suite
 
     for split, count in export_suite(args.out_dir, seed=args.seed).items():
         print(f"wrote {count} records to {Path(args.out_dir) / f'{split}.jsonl'}")

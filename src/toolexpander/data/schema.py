@@ -6,13 +6,18 @@ A record is a plain ``dict`` (one JSON object per JSONL line)::
       "id": "glaive-17-0",                       # string, unique within a file
       "messages": [{"role": "user", "content": "..."}],   # the context turns
       "tools": [{"name": "f", "description": "...", "parameters": {"type": "object", ...}}],
-      "answer": [{"name": "f", "arguments": {"x": 1}}]     # [] means no tool fits
+      "answer": [{"name": "f", "arguments": {"x": 1}}],    # [] means no tool fits
+      "task": "generic"                          # how it is scored: `toolexpander.tasks.TASKS`
     }
 
-Roles are ``system``, ``user``, ``assistant`` and ``tool``. Evaluation items may carry
-extra keys (BFCL's allowed-values lists under ``ground_truth``, a ``category``); they are
+Roles are ``system``, ``user``, ``assistant`` and ``tool``. An assistant context turn that
+called tools holds the calls as data, as chat messages do: ``{"role": "assistant",
+"content": "", "tool_calls": [{"name", "arguments"}]}``; only `toolexpander.prompts` writes
+them as text, so a change of output format needs no re-loading. ``task`` names the benchmark
+whose protocol scores the record (a record without one is ``generic``). Evaluation items may
+carry extra keys (BFCL's allowed-values lists under ``ground_truth``, a ``category``); they are
 kept untouched. ``answer`` may be ``None`` for evaluation items whose benchmark scores by
-other means (BFCL irrelevance: correct iff no call).
+other means (BFCL live_relevance: correct iff some call).
 
 `record_errors` is the single validation used by ``toolexpander data validate``, by
 training and by evaluation, so no record is ever dropped silently.
@@ -20,16 +25,72 @@ training and by evaluation, so no record is ever dropped silently.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("system", "user", "assistant", "tool")
 REQUIRED_FIELDS = ("id", "messages", "tools", "answer")
+GENERIC_TASK = "generic"
 
 
-def make_record(id: str, messages: list[dict], tools: list[dict], answer: list[dict] | None, **extra: Any) -> dict:
+def make_record(
+    id: str, messages: list[dict], tools: list[dict], answer: list[dict] | None, *, task: str, **extra: Any
+) -> dict:
     """Build a record with the fields in canonical order (extra keys last)."""
-    return {"id": str(id), "messages": messages, "tools": tools, "answer": answer, **extra}
+    return {"id": str(id), "messages": messages, "tools": tools, "answer": answer, "task": task, **extra}
+
+
+def task_name(record: dict) -> str:
+    """The task that scores ``record``: its ``task``, else ``generic``."""
+    return record.get("task") or GENERIC_TASK
+
+
+def call_turn(calls: list[dict]) -> dict:
+    """An assistant context turn that made ``calls`` (rendered by `toolexpander.prompts`)."""
+    return {"role": "assistant", "content": "", "tool_calls": calls}
+
+
+# Same output as json.dumps(value, sort_keys=True), without building an encoder per call.
+_canonical_json = json.JSONEncoder(sort_keys=True).encode
+
+
+def call_multiset(calls: Any) -> dict[tuple, int] | None:
+    """Tool-N1's comparison key: the multiset of ``(name, json.dumps(arguments, sort_keys=True))``,
+    as ``{key: count}`` (a plain dict compares faster than a Counter, with the same result).
+
+    So call order and key order do not matter, while ``"5"`` ≠ ``5`` and ``1`` ≠ ``1.0``.
+    None when an item is not a mapping with both keys or a name is unhashable (where Tool-N1
+    fails or raises; either way the answer is wrong).
+    """
+    counts: dict[tuple, int] = {}
+    try:
+        for call in calls:
+            key = (call["name"], _canonical_json(call["arguments"]))
+            counts[key] = counts.get(key, 0) + 1
+    except (TypeError, KeyError, IndexError, ValueError, RecursionError):
+        return None
+    return counts
+
+
+def _call_errors(calls: Any, where: str, tool_names: set[str] | None) -> list[str]:
+    """What is wrong with a call list ``[{"name", "arguments"}]`` (an answer or a turn's tool_calls)."""
+    if not isinstance(calls, list):
+        return [f"'{where}' must be a list, got {type(calls).__name__}"]
+    errors = []
+    for i, call in enumerate(calls):
+        if not isinstance(call, dict):
+            errors.append(f"{where}[{i}] must be an object")
+            continue
+        name = call.get("name")
+        if not isinstance(name, str) or not name:
+            errors.append(f"{where}[{i}] has no name")
+        elif tool_names is not None and name not in tool_names:
+            errors.append(f"{where}[{i}] calls {name!r}, which is not among the offered tools")
+        if not isinstance(call.get("arguments"), dict):
+            errors.append(f"{where}[{i}].arguments must be an object")
+    return errors
 
 
 def _message_errors(messages: Any) -> list[str]:
@@ -46,6 +107,10 @@ def _message_errors(messages: Any) -> list[str]:
             errors.append(f"messages[{i}].role must be one of {'/'.join(ROLES)}, got {message.get('role')!r}")
         if not isinstance(message.get("content"), str):
             errors.append(f"messages[{i}].content must be a string")
+        if "tool_calls" in message:
+            if message.get("role") != "assistant":
+                errors.append(f"messages[{i}] has tool_calls but is not an assistant turn")
+            errors += _call_errors(message["tool_calls"], f"messages[{i}].tool_calls", None)
     if not any(isinstance(m, dict) and m.get("role") == "user" for m in messages):
         errors.append("'messages' has no user turn")
     return errors
@@ -73,26 +138,6 @@ def _tool_errors(tools: Any) -> list[str]:
     return errors
 
 
-def _answer_errors(answer: Any, tool_names: set[str] | None) -> list[str]:
-    if answer is None:
-        return []
-    if not isinstance(answer, list):
-        return [f"'answer' must be a list, got {type(answer).__name__}"]
-    errors = []
-    for i, call in enumerate(answer):
-        if not isinstance(call, dict):
-            errors.append(f"answer[{i}] must be an object")
-            continue
-        name = call.get("name")
-        if not isinstance(name, str) or not name:
-            errors.append(f"answer[{i}] has no name")
-        elif tool_names is not None and name not in tool_names:
-            errors.append(f"answer[{i}] calls {name!r}, which is not among the offered tools")
-        if not isinstance(call.get("arguments"), dict):
-            errors.append(f"answer[{i}].arguments must be an object")
-    return errors
-
-
 def record_errors(record: Any) -> list[str]:
     """Everything wrong with ``record``, as short human-readable strings ([] when valid).
 
@@ -115,7 +160,10 @@ def record_errors(record: Any) -> list[str]:
     tool_names = None
     if isinstance(record["tools"], list) and not tool_errors:
         tool_names = {t["name"] for t in record["tools"]}
-    errors += _answer_errors(record["answer"], tool_names)
+    if record["answer"] is not None:
+        errors += _call_errors(record["answer"], "answer", tool_names)
+    if "task" in record and (not isinstance(record["task"], str) or not record["task"]):
+        errors.append("'task' must be a non-empty string")
     return errors
 
 
@@ -147,6 +195,24 @@ class LoadResult:
     records: list[dict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
-    def extend(self, other: LoadResult) -> None:
-        self.records += other.records
-        self.problems += other.problems
+
+# (line, row, None) for a row that parsed, (line, None, reason) for one that did not; LINE is 1-based.
+Row = tuple[int, Any, str | None]
+
+
+def jsonl_rows(text: str) -> Iterator[Row]:
+    """The JSON value of every non-blank line of JSON Lines ``text``: the one reader of JSONL
+    (data files, predictions, completions to score).
+
+    >>> list(jsonl_rows('{"a": 1}\\n\\n{oops'))
+    [(1, {'a': 1}, None), (3, None, 'broken JSON: Expecting property name enclosed in double quotes')]
+    """
+    for line, content in enumerate(text.splitlines(), 1):
+        if not content.strip():
+            continue
+        try:
+            yield line, json.loads(content), None
+        except json.JSONDecodeError as error:
+            yield line, None, f"broken JSON: {error.msg}"
+        except (ValueError, RecursionError) as error:  # over-long integers, deep nesting
+            yield line, None, f"broken JSON: {error}"

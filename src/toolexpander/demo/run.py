@@ -220,8 +220,8 @@ class DemoData:
 
 
 def demo_data(preset: DemoPreset, seed: int) -> DemoData:
-    from toolexpander.data.suite import build_suite
     from toolexpander.evaluation.runner import load_benchmark
+    from toolexpander.tasks.suite import build_suite
 
     suite = build_suite(seed, level=preset.suite_level)
     train_split = suite["train"]

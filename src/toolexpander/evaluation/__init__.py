@@ -1,5 +1,6 @@
-"""Evaluation: BFCL through its official checker, API-Bank by exact match, our own data by
-Tool-N1's reward; batched generation (HF or vLLM) shared with the trainer and the demo.
+"""Evaluation: each record scored by its task's protocol (`toolexpander.tasks`: BFCL through its
+official checker, API-Bank by exact match, our own data by Tool-N1's); batched generation (HF or
+vLLM) shared by the eval command, the demo and the benchmarks.
 
 - `scoring.evaluate_records(records, completions) -> (items, results)`: score in-process;
 - `generation.generate_completions(model, tokenizer, messages_list, ...)`: batched generation;

@@ -1,6 +1,6 @@
 """Batched generation of chat completions with Hugging Face ``generate`` (CPU or GPU) or vLLM.
 
-Shared by evaluation, the trainer's checks and the demo. Prompts are rendered with the
+Shared by evaluation, the demo and the benchmarks (the trainer generates through TRL). Prompts are rendered with the
 tokenizer's chat template and padded on the left with an attention mask, so one batch holds
 prompts of different lengths. Prompts are sorted by length before batching (less padding, and an
 out-of-memory error shows on the first batch) and the completions come back in input order.

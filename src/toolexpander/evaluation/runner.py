@@ -7,9 +7,9 @@ A benchmark spec (``--bench``) is one of:
   ``bfcl:cat1,cat2`` (any single-turn category, live_relevance included). Data come from the
   installed ``bfcl_eval`` package unless ``--data-dir`` names a copy of its data folder;
 - ``apibank`` (levels l1 and l2) or ``apibank:l1,l2,l3``; ``--data-dir`` is required (see
-  `toolexpander.evaluation.apibank`);
-- a data file: our JSONL records or any format `toolexpander.data.loaders.load_records` reads
-  (a BFCL or API-Bank file is recognised and scored by its own protocol).
+  `toolexpander.tasks.apibank`);
+- a data file: our JSONL records or any format `toolexpander.tasks.load_records` reads
+  (a BFCL or API-Bank file is recognised, and its records name their task).
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolexpander.data.benchmarks import BFCL_CATEGORIES
-from toolexpander.data.schema import LoadResult, Problem
+from toolexpander.data.schema import LoadResult, Problem, jsonl_rows
 from toolexpander.errors import UserError
-from toolexpander.evaluation import apibank, bfcl
-from toolexpander.evaluation.scoring import evaluate_records, markdown_table, protocol
+from toolexpander.evaluation.scoring import evaluate_records, markdown_table
 from toolexpander.prompts import PROMPT_STYLES, build_messages, prefill_think, read_run_prompt
+from toolexpander.tasks import apibank, bfcl, load_records, task_of
 
 BACKENDS = ("hf", "vllm")
 
@@ -115,10 +114,10 @@ def load_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
     """All records a ``--bench`` spec names (see the module docstring)."""
     name, parts = _split_spec(spec)
     if name == "bfcl":
-        unknown = [c for c in parts if c not in BFCL_CATEGORIES]
+        unknown = [c for c in parts if c not in bfcl.CATEGORIES]
         if unknown:
             raise UserError(
-                f"unknown BFCL category {', '.join(unknown)}; choose from {', '.join(BFCL_CATEGORIES)}"
+                f"unknown BFCL category {', '.join(unknown)}; choose from {', '.join(bfcl.CATEGORIES)}"
             )
         loaded = bfcl.load_categories(data_dir or bfcl.default_data_dir(), parts or bfcl.DEFAULT_CATEGORIES)
         problems = [p for result in loaded.values() for p in result.problems]
@@ -137,17 +136,14 @@ def load_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
     path = Path(spec)
     if not path.is_file():
         raise UserError(f"unknown benchmark {spec!r}: not bfcl[:...], apibank[:...] or an existing data file")
-    from toolexpander.data.loaders import load_records
-
     result = load_records(str(path))
     return Benchmark(path.stem, _group(result, path.stem), result.problems)
 
 
 def prompt_messages(record: dict, style: str = "plain") -> list[dict]:
-    """The zero-shot chat that poses ``record``; BFCL items show their docs as BFCL does."""
-    if protocol(record) == "bfcl":
-        record = {**record, "tools": bfcl.prompt_tools(record)}
-    return build_messages(record, style=style)
+    """The zero-shot chat that poses ``record``, with the tools as its task shows them (BFCL's
+    docs as BFCL does)."""
+    return build_messages({**record, "tools": task_of(record).prompt_tools(record)}, style=style)
 
 
 def read_predictions(path: str | Path, known_ids: set[str], bench: str = "the benchmark") -> dict[str, str]:
@@ -156,23 +152,18 @@ def read_predictions(path: str | Path, known_ids: set[str], bench: str = "the be
     if not path.is_file():
         raise UserError(f"predictions file {path} does not exist")
     predictions: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path}:{number}: not JSON: {error}") from error
-            if (
-                not isinstance(row, dict)
-                or not isinstance(row.get("id"), str)
-                or not isinstance(row.get("completion"), str)
-            ):
-                raise UserError(f"{path}:{number}: each line needs a string 'id' and a string 'completion'")
-            if row["id"] in predictions:
-                raise UserError(f"{path}:{number}: duplicate prediction for id {row['id']!r}")
-            predictions[row["id"]] = row["completion"]
+    for number, row, reason in jsonl_rows(path.read_text(encoding="utf-8")):
+        if reason is not None:
+            raise UserError(f"{path}:{number}: {reason}")
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("id"), str)
+            or not isinstance(row.get("completion"), str)
+        ):
+            raise UserError(f"{path}:{number}: each line needs a string 'id' and a string 'completion'")
+        if row["id"] in predictions:
+            raise UserError(f"{path}:{number}: duplicate prediction for id {row['id']!r}")
+        predictions[row["id"]] = row["completion"]
     unknown = [i for i in predictions if i not in known_ids]
     if unknown:
         shown = ", ".join(repr(i) for i in unknown[:5])

@@ -12,9 +12,10 @@ item, keyed by the number of shots ``k`` it was last served with:
   ``k = max(k - 1, 0)``; evaluation is zero-shot, so demonstrations are withdrawn one at a
   time (SPEC §5: fading 2 -> 0 in one go made items oscillate); otherwise ``k`` stays.
 
-Every item starts at zero shots. The trainer calls `HardSampleTracker.shots_for` when it
-draws an item and `HardSampleTracker.record` with each group's result; a group re-rolled
-with demonstrations inside the same step is simply a second ``record`` call.
+Every item starts at zero shots. `HardSampleTracker` holds this state; the trainer reaches it
+through `toolexpander.hard_sampling.sampler.HardSampler`, which asks `HardSampleTracker.shots_for`
+when an item is drawn and calls `HardSampleTracker.record` with each group's result; a group
+re-rolled with demonstrations inside the same step is simply a second ``record`` call.
 """
 
 from __future__ import annotations

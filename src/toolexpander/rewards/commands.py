@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from toolexpander.data.schema import Problem
+from toolexpander.data.schema import Problem, jsonl_rows
 from toolexpander.errors import UserError
 from toolexpander.rewards.rewards import get_reward
 
@@ -58,19 +58,12 @@ def _line_problem(item: Any) -> str | None:
 def read_items(path: Path) -> list[dict]:
     """The lines of ``path`` to score; a UserError after listing every malformed line on stderr."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read {path}: {error}") from error
     items, problems = [], []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError as error:
-            problems.append(Problem(str(path), number, f"not valid JSON ({error})"))
-            continue
-        reason = _line_problem(item)
+    for number, item, reason in jsonl_rows(text):
+        reason = reason or _line_problem(item)
         if reason:
             problems.append(Problem(str(path), number, reason))
         else:

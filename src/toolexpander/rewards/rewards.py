@@ -18,13 +18,13 @@ takes the completion text. `get_reward` finds one by name or by import path.
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from toolexpander.data.schema import call_multiset
 from toolexpander.errors import UserError
 from toolexpander.rewards.parsing import (
     call_list,
@@ -37,10 +37,6 @@ from toolexpander.rewards.parsing import (
 )
 
 RewardFunc = Callable[..., list[float]]
-
-# Same output as json.dumps(value, sort_keys=True), without building an encoder per call.
-_canonical_json = json.JSONEncoder(sort_keys=True).encode
-
 
 def with_prefill(completion: Any, prefill: str) -> Any:
     """``completion`` with ``prefill`` (what the chat template wrote after the generation prompt,
@@ -75,24 +71,6 @@ def completion_text(completion: Any) -> str:
 
 
 # --- tool_n1 -------------------------------------------------------------------------------
-
-
-def call_multiset(calls: Any) -> dict[tuple, int] | None:
-    """Tool-N1's comparison key: the multiset of ``(name, json.dumps(arguments, sort_keys=True))``,
-    as ``{key: count}`` (a plain dict compares faster than a Counter, with the same result).
-
-    So call order and key order do not matter, while ``"5"`` ≠ ``5`` and ``1`` ≠ ``1.0``.
-    None when an item is not a mapping with both keys or a name is unhashable (where Tool-N1
-    fails or raises; either way the answer is wrong).
-    """
-    counts: dict[tuple, int] = {}
-    try:
-        for call in calls:
-            key = (call["name"], _canonical_json(call["arguments"]))
-            counts[key] = counts.get(key, 0) + 1
-    except (TypeError, KeyError, IndexError, ValueError, RecursionError):
-        return None
-    return counts
 
 
 @lru_cache(maxsize=4096)

@@ -37,11 +37,11 @@ def load_train_tasks(script_args) -> tuple[list[dict], list[dict]]:
     """The training records and the demonstration pool (every usable record, however few are
     trained on: SPEC §5); invalid ones stop the run (listed) unless ``skip_invalid``."""
     if script_args.dataset == "suite":
-        from toolexpander.data.suite import build_suite
+        from toolexpander.tasks.suite import build_suite
 
         tasks = build_suite(level=script_args.suite_level)[script_args.dataset_split]
     else:
-        from toolexpander.data.loaders import load_records
+        from toolexpander.tasks import load_records
 
         result = load_records(
             script_args.dataset, script_args.dataset_format, split=script_args.dataset_split

@@ -11,7 +11,7 @@ Fields by purpose:
 - schedule: `lr_decay_gamma`, `lr_decay_steps`, `lr_decay_unit`;
 - DAPO-style filtering baseline: `dapo_max_fill_rounds`.
 TRL defaults changed to the paper's (SPEC §1): `num_generations=10`, `beta=0.0`, `epsilon=0.2`,
-`epsilon_high=0.28`, token-level loss.
+`epsilon_high=0.28`. The paper's token-level loss is TRL's own default (`loss_type="dapo"`), left as is.
 """
 
 from __future__ import annotations

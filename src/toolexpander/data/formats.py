@@ -1,16 +1,17 @@
-"""Read tool-calling data in its published formats and turn it into toolexpander records.
+"""The data formats: each published layout of tool-calling data, as a `Format` that turns one
+source row into toolexpander records, and the one convert-and-validate path (`convert_rows`).
 
-`load_records` is the one entry point. It reads a local file (JSON Lines, a JSON array, or
-parquet) or, when the source is not a path, a Hugging Face hub dataset; converts every row with
-the converter of its format; and checks every record with `record_errors`. Nothing is dropped
-silently: a broken line, a row that cannot be converted or an invalid record becomes a
-`Problem` (``PATH:LINE: reason``; LINE is the 1-based line of a JSONL file or the 1-based
-index of a JSON array, parquet file or hub split).
+`FORMATS` registers the training-data formats; the benchmarks register theirs in their task
+module (`toolexpander.tasks.bfcl`, `toolexpander.tasks.apibank`), and
+`toolexpander.tasks.load_records` reads any of them. Every record a converter yields is
+checked with `record_errors`. Nothing is dropped silently: a broken line, a row that cannot
+be converted or an invalid record becomes a `Problem` (``PATH:LINE: reason``; LINE is the
+1-based line of a JSONL file or the 1-based index of a JSON array, parquet file or hub split).
 
 Formats and what their converters decide:
 
 ``toolexpander``
-    our records, unchanged.
+    our records, unchanged (one that names no ``task`` gets ``generic``).
 ``xlam`` (``Salesforce/xlam-function-calling-60k``)
     ``{id, query, answers, tools}`` with ``answers`` and ``tools`` as JSON strings. xLAM's flat
     parameter dicts become JSON-schema objects (`flat_params_schema`).
@@ -19,14 +20,14 @@ Formats and what their converters decide:
     the tools are parsed from the ``N. Name: / Description: / Parameters:`` lines of the
     instruction (which is otherwise dropped: its output format is ToolRL's, not ours). The
     dialogue history in the input becomes messages: ``<user>`` -> user, ``<tool_call>`` ->
-    assistant (rendered with `render_calls`), ``<obs>`` -> tool, ``<response>`` -> assistant;
+    an assistant turn with ``tool_calls``, ``<obs>`` -> tool, ``<response>`` -> assistant;
     ``<think>`` blocks are dropped (in the history they are one fixed filler sentence). The
     answer is the ``<tool_call>`` JSON lines of the output, ``parameters`` renamed
     ``arguments``. An output with only a ``<response>`` (the model should ask back or answer
     in words: 54 of the 400 SFT rows) gets the answer ``[]``, "no call", which is what the
     reward expects when no tool fits; the 5 outputs with calls *and* a response keep the calls.
-    ToolRL's processed API-Bank files (``{system, user, answer, other}``) are benchmarks and
-    go to `toolexpander.data.benchmarks.load_toolrl_apibank`.
+    ToolRL's processed API-Bank files (``{system, user, answer, other}``) are benchmarks, read
+    as ``toolrl_apibank`` (`toolexpander.tasks.apibank`).
 ``glaive`` (ShareGPT, e.g. LLaMA-Factory's ``glaive_toolcall_en_demo.json``)
     ``{conversations, tools}``: human -> user, gpt -> assistant, observation -> tool,
     function_call -> the gold call; ``tools`` is a JSON string of OpenAI-style schemas.
@@ -34,20 +35,18 @@ Formats and what their converters decide:
     ``{system, conversations}``: the tool list is the JSON list inside the system text (the rest
     of that text is ToolACE's own format instruction and is dropped); an assistant turn of the
     form ``[Func(a="v", n=3), ...]`` is a call list, read by `parse_python_calls`.
-``bfcl``, ``apibank``, ``hammer``
-    evaluation sets, read by `toolexpander.data.benchmarks` (local files only).
+
+The other formats' records have the task ``generic`` (scored by Tool-N1's exact match).
 
 Multi-turn dialogues (glaive, toolace) are prepared as Tool-N1 does: one item per assistant
-call turn, with all earlier turns as context (earlier calls as assistant turns in our
-``<tool_call>`` format, tool results as ``tool`` turns); assistant text turns are context only,
+call turn, with all earlier turns as context (earlier calls as assistant turns with
+``tool_calls``, tool results as ``tool`` turns); assistant text turns are context only,
 so a dialogue without any call yields no item (that is not a problem). A call turn that
 cannot be used (broken call, a tool that is not offered) becomes a problem whose reason ends
 with ``(item <id>)``; the dialogue's other items are kept.
 
 Record ids are ``<format>-<row id, else the row's 0-based index>``, plus ``-<0-based position
 of the call turn>`` for dialogues (``glaive-17-3``); ``toolexpander`` records keep theirs.
-A source that is not an existing file is a hub dataset id unless it looks like a path
-(a data-file suffix, a leading ``.``, ``/`` or ``~``, or more than one ``/``).
 """
 
 from __future__ import annotations
@@ -59,22 +58,48 @@ import os
 import re
 import tokenize
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolexpander.data.schema import REQUIRED_FIELDS, LoadResult, Problem, make_record, record_errors
+from toolexpander.data.schema import (
+    GENERIC_TASK,
+    REQUIRED_FIELDS,
+    LoadResult,
+    Problem,
+    Row,
+    call_turn,
+    jsonl_rows,
+    make_record,
+    record_errors,
+)
 from toolexpander.errors import UserError
-from toolexpander.prompts import render_calls
-
-FORMATS = ("auto", "toolexpander", "bfcl", "apibank", "hammer", "toolrl", "glaive", "toolace", "xlam")
-# Formats read by `toolexpander.data.benchmarks` (ToolRL's API-Bank files are found under "toolrl").
-BENCHMARK_FORMATS = ("bfcl", "apibank", "hammer")
-DIALOGUE_FORMATS = ("glaive", "toolace")
-DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
 
 # A converter turns one source row into records, or into the reason an item could not be built.
-# Its int argument is the row's 0-based index (0-based line in a JSONL file).
-Converter = Callable[[Any, int], Iterator[dict | str]]
+# Its int argument is the row's 0-based index (0-based line in a JSONL file); keyword arguments
+# are what the format's `Format.context` read from the file (BFCL's answers, API-Bank's level).
+Converter = Callable[..., Iterator[dict | str]]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One data layout: how to tell it from its first row and how to convert a row."""
+
+    name: str = field(metadata={"help": "the name --format takes"})
+    convert: Converter = field(metadata={"help": "one source row -> records or problem reasons"})
+    detect: Callable[[dict], bool] = field(metadata={"help": "whether a first row has this layout"})
+    context: Callable[[Path, Any], dict] | None = field(
+        default=None,
+        metadata={
+            "help": "(path, first row) -> what convert needs from the file (local files only); None: any source"
+        },
+    )
+    dialogue: bool = field(
+        default=False, metadata={"help": "one row yields several items: problems name the item"}
+    )
+    family: str | None = field(
+        default=None, metadata={"help": "another name --format reads it by, when the first row matches"}
+    )
 
 
 # ----- small parsing helpers -------------------------------------------------------------------
@@ -223,14 +248,14 @@ def _flat_tool(tool: Any) -> Any:
 
 
 def _convert_toolexpander(row: Any, index: int) -> Iterator[dict]:
-    yield row
+    yield {**row, "task": row.get("task") or GENERIC_TASK} if isinstance(row, dict) else row
 
 
 def _convert_xlam(row: dict, index: int) -> Iterator[dict]:
     tools = [_flat_tool(tool) for tool in _loads(row["tools"], "tools")]
     answer = [_call(call, "arguments") for call in _loads(row["answers"], "answers")]
     query = [{"role": "user", "content": row["query"]}]
-    yield make_record(f"xlam-{row.get('id', index)}", query, tools, answer)
+    yield make_record(f"xlam-{row.get('id', index)}", query, tools, answer, task=GENERIC_TASK)
 
 
 # ToolRL's training rows and API-Bank levels 1-2 write "1. Name: X\nDescription: d\nParameters: {...}",
@@ -276,11 +301,11 @@ def toolrl_calls(text: str) -> list[dict]:
 
 def toolrl_messages(history: str) -> list[dict]:
     """The turns of a ToolRL dialogue history (``<user>``, ``<tool_call>``, ``<obs>``,
-    ``<response>``; ``<think>`` is dropped) as messages, earlier calls in our format."""
+    ``<response>``; ``<think>`` is dropped) as messages, earlier calls as ``tool_calls``."""
     messages = []
     for tag, text in _TOOLRL_BLOCK.findall(history):
         if tag == "tool_call":
-            messages.append({"role": "assistant", "content": render_calls(toolrl_calls(text))})
+            messages.append(call_turn(toolrl_calls(text)))
         elif tag in _TOOLRL_ROLES:
             messages.append({"role": _TOOLRL_ROLES[tag], "content": text.strip()})
     return messages
@@ -294,7 +319,7 @@ def _convert_toolrl(row: dict, index: int) -> Iterator[dict]:
         system, history, output = row["instruction"], row["input"], row["output"]
     calls = [toolrl_calls(text) for tag, text in _TOOLRL_BLOCK.findall(output) if tag == "tool_call"]
     answer = [call for block in calls for call in block]
-    yield make_record(f"toolrl-{index}", toolrl_messages(history), toolrl_tools(system), answer)
+    yield make_record(f"toolrl-{index}", toolrl_messages(history), toolrl_tools(system), answer, task=GENERIC_TASK)
 
 
 def _dialogue_items(
@@ -316,8 +341,8 @@ def _dialogue_items(
             yield f"{error} (item {item_id})"
             context.append({"role": "assistant", "content": text})
             continue
-        yield make_record(item_id, list(context), tools, calls)
-        context.append({"role": "assistant", "content": render_calls(calls)})
+        yield make_record(item_id, list(context), tools, calls, task=GENERIC_TASK)
+        context.append(call_turn(calls))
 
 
 _GLAIVE_ROLES = {"human": "user", "gpt": "assistant", "observation": "tool", "function_call": "call"}
@@ -368,19 +393,41 @@ def _convert_toolace(row: dict, index: int) -> Iterator[dict | str]:
     yield from _dialogue_items(f"toolace-{row.get('id', index)}", tools, turns, parse_python_calls)
 
 
-CONVERTERS: dict[str, Converter] = {
-    "toolexpander": _convert_toolexpander,
-    "toolrl": _convert_toolrl,
-    "glaive": _convert_glaive,
-    "toolace": _convert_toolace,
-    "xlam": _convert_xlam,
-}
+
+
+def has_keys(*keys: str) -> Callable[[dict], bool]:
+    """A `Format.detect` for a layout told by its keys alone."""
+    return lambda row: set(keys) <= row.keys()
+
+
+def registry(*formats: Format) -> dict[str, Format]:
+    """Formats by name, in the order `detect_format` tries them."""
+    return {format.name: format for format in formats}
+
+
+def _is_xlam(row: dict) -> bool:
+    return has_keys("query", "answers", "tools")(row) and isinstance(row["query"], str)
+
+
+def _is_toolrl(row: dict) -> bool:
+    if has_keys("instruction", "input", "output")(row):
+        return bool(_TOOLRL_TOOL.search(str(row["instruction"])))
+    return has_keys("prompt", "reward_model")(row)
+
+
+# The training-data formats; glaive before toolace (a glaive row may have a system text too).
+FORMATS = registry(
+    Format("toolexpander", _convert_toolexpander, has_keys(*REQUIRED_FIELDS)),
+    Format("xlam", _convert_xlam, _is_xlam),
+    Format("glaive", _convert_glaive, has_keys("conversations", "tools"), dialogue=True),
+    Format("toolace", _convert_toolace, has_keys("conversations", "system"), dialogue=True),
+    Format("toolrl", _convert_toolrl, _is_toolrl),
+)
 
 
 # ----- reading sources ----------------------------------------------------------------------------
 
-# (line, row, None) for a row that parsed, (line, None, reason) for one that did not.
-Row = tuple[int, Any, str | None]
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
 
 
 def read_rows(path: str | Path) -> list[Row]:
@@ -396,15 +443,7 @@ def read_rows(path: str | Path) -> list[Row]:
         except json.JSONDecodeError as error:
             return [(error.lineno, None, f"broken JSON: {error.msg}")]
         return [(line, row, None) for line, row in enumerate(rows, 1)]
-    rows = []
-    for line, content in enumerate(text.splitlines(), 1):
-        if not content.strip():
-            continue
-        try:
-            rows.append((line, json.loads(content), None))
-        except json.JSONDecodeError as error:
-            rows.append((line, None, f"broken JSON: {error.msg}"))
-    return rows
+    return list(jsonl_rows(text))
 
 
 def _read_hub(dataset_id: str, split: str | None) -> list[Row]:
@@ -427,62 +466,40 @@ def _looks_like_path(source: str) -> bool:
     )
 
 
-def _benchmark_format(source: str, is_file: bool) -> str | None:
-    if not is_file:
-        return None
-    from toolexpander.data.benchmarks import detect_benchmark_format
-
-    return detect_benchmark_format(source)
-
-
-def _is_toolrl_apibank(row: Any) -> bool:
-    return isinstance(row, dict) and {"system", "user", "answer"} <= row.keys()
-
-
-def detect_format(row: Any, name: str = "") -> str | None:
-    """The format of a source from its first row's keys, else from a format name in the file name.
-
-    Only the formats converted here are told (ToolRL's API-Bank files count as ``toolrl``);
-    the other benchmark files are recognised by
-    `toolexpander.data.benchmarks.detect_benchmark_format`.
+def detect_format(row: Any, name: str = "", formats: dict[str, Format] = FORMATS) -> str | None:
+    """The first of ``formats`` whose layout ``row`` (a source's first row) has, else one whose
+    name is in the file name ``name`` (formats that need no file context only).
 
     >>> detect_format({"query": "q", "answers": "[]", "tools": "[]", "id": 0})
     'xlam'
     >>> detect_format({"text": "?"}, "data/glaive_toolcall_en_demo.json")
     'glaive'
     """
-    keys = row.keys() if isinstance(row, dict) else set()
-    if set(REQUIRED_FIELDS) <= keys:
-        return "toolexpander"
-    if {"query", "answers", "tools"} <= keys and isinstance(row["query"], str):
-        return "xlam"
-    if {"conversations", "tools"} <= keys:
-        return "glaive"
-    if {"conversations", "system"} <= keys:
-        return "toolace"
-    if {"prompt", "reward_model"} <= keys or _is_toolrl_apibank(row):
-        return "toolrl"
-    if {"instruction", "input", "output"} <= keys and _TOOLRL_TOOL.search(str(row["instruction"])):
-        return "toolrl"
+    if isinstance(row, dict):
+        found = next((f.name for f in formats.values() if f.detect(row)), None)
+        if found:
+            return found
     file_name = os.path.basename(name).lower()
-    return next((candidate for candidate in CONVERTERS if candidate in file_name), None)
+    return next((f.name for f in formats.values() if f.context is None and f.name in file_name), None)
 
 
-# ----- the entry point ----------------------------------------------------------------------------
+# ----- the one convert-and-validate path -----------------------------------------------------------
 
 
 def _reason(error: Exception) -> str:
     return f"missing field {error}" if isinstance(error, KeyError) else str(error)
 
 
-def _convert_rows(rows: list[Row], source: str, format: str) -> LoadResult:
-    convert, result, first_line = CONVERTERS[format], LoadResult(), {}
+def convert_rows(rows: list[Row], source: str, format: Format, context: dict | None = None) -> LoadResult:
+    """Convert every row with ``format`` and check every record with `record_errors` (ids unique
+    too): records, plus a `Problem` for each row or item that could not be used."""
+    result, first_line = LoadResult(), {}
     for line, row, error in rows:
         if error is not None:
             result.problems.append(Problem(source, line, error))
             continue
         try:
-            for item in convert(row, line - 1):
+            for item in format.convert(row, line - 1, **(context or {})):
                 if isinstance(item, str):
                     result.problems.append(Problem(source, line, item))
                     continue
@@ -490,54 +507,42 @@ def _convert_rows(rows: list[Row], source: str, format: str) -> LoadResult:
                 if not errors and item["id"] in first_line:
                     errors = [f"duplicate id {item['id']!r}, first at line {first_line[item['id']]}"]
                 if errors:
-                    item_note = f" (item {item['id']})" if format in DIALOGUE_FORMATS else ""
+                    item_note = f" (item {item['id']})" if format.dialogue else ""
                     result.problems.append(Problem(source, line, "; ".join(errors) + item_note))
                     continue
                 first_line[item["id"]] = line
                 result.records.append(item)
-        except (ValueError, LookupError, TypeError) as error:
+        except (ValueError, LookupError, TypeError, AttributeError, SyntaxError) as error:
             result.problems.append(Problem(source, line, _reason(error)))
     return result
 
 
-def _load_benchmark(format: str, source: str, is_file: bool) -> LoadResult:
-    if not is_file:
-        raise UserError(f"the {format} format is read from local files only, and {source} is not one")
-    from toolexpander.data.benchmarks import LOADERS
-
-    return LOADERS[format](source)
-
-
-def load_records(source: str, format: str = "auto", *, split: str | None = None) -> LoadResult:
-    """Load ``source`` (a local file, or a hub dataset id read with ``split``, default "train")
-    as records plus the problems of every input that could not be used.
-
-    ``format="auto"`` tries `detect_format` on the first row, then (local files)
-    `toolexpander.data.benchmarks.detect_benchmark_format`, then a format name inside
-    ``source``. Raises UserError for an unknown format, a path that does not exist, or a source
-    whose format cannot be told.
-    """
-    if format not in FORMATS:
-        raise UserError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+def load(source: str, format: str, formats: dict[str, Format], *, split: str | None = None) -> LoadResult:
+    """Load ``source`` in ``format`` (a name in ``formats``, or ``auto``): see
+    `toolexpander.tasks.load_records`, which passes every registered format."""
+    if format != "auto" and format not in formats:
+        raise UserError(f"unknown format {format!r}; choose one of auto, {', '.join(formats)}")
     if os.path.isdir(source):
         raise UserError(f"{source} is a folder; pass one data file")
     is_file = os.path.isfile(source)
     if not is_file and _looks_like_path(source):
         raise UserError(f"{source} does not exist")
-    if format in BENCHMARK_FORMATS:
-        return _load_benchmark(format, source, is_file)
+    if not is_file and format != "auto" and formats[format].context is not None:
+        raise UserError(f"the {format} format is read from local files only, and {source} is not one")
     rows = read_rows(source) if is_file else _read_hub(source, split)
     first = next((row for _, row, error in rows if error is None), None)
     if format == "auto":
-        format = detect_format(first) or _benchmark_format(source, is_file) or detect_format(None, source)
+        candidates = formats if is_file else {n: f for n, f in formats.items() if f.context is None}
+        format = detect_format(first, source, candidates)
         if format is None and first is None:  # nothing parsed: report the broken lines, if any
             return LoadResult(problems=[Problem(source, line, error) for line, _, error in rows])
         if format is None:
-            raise UserError(
-                f"cannot tell the format of {source}; pass --format, one of {', '.join(FORMATS[1:])}"
-            )
-    if format == "toolrl" and _is_toolrl_apibank(first):
-        format = "toolrl_apibank"
-    if format not in CONVERTERS:
-        return _load_benchmark(format, source, is_file)
-    return _convert_rows(rows, source, format)
+            raise UserError(f"cannot tell the format of {source}; pass --format, one of {', '.join(formats)}")
+    chosen = formats[format]
+    # A family shares a name: ToolRL's API-Bank files are "toolrl" too; the first row tells which.
+    chosen = next(
+        (f for f in formats.values() if f.family == format and isinstance(first, dict) and f.detect(first)),
+        chosen,
+    )
+    context = chosen.context(Path(source), first) if chosen.context is not None else None
+    return convert_rows(rows, source, chosen, context)
