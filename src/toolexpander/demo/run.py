@@ -37,7 +37,7 @@ class DemoPreset:
     """How big a demo run is. Per arm: ``steps`` x ``prompts_per_step`` x ``num_generations`` rollouts."""
 
     name: str
-    suite_level: str  # toolexpander.data.suite.LEVELS
+    suite_level: str  # toolexpander.tasks.suite.LEVELS
     train_items: int
     dev_items: int  # held-out training items the curves are measured on
     steps: int
