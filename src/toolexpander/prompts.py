@@ -119,8 +119,8 @@ def generation_prefill(tokenizer) -> str:
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
     )
-    start = prompt.rstrip().rfind(THINK_OPEN)
-    return prompt[start:] if start >= 0 and prompt.rstrip().endswith(THINK_OPEN) else ""
+    opened = prompt.rstrip()
+    return prompt[opened.rfind(THINK_OPEN) :] if opened.endswith(THINK_OPEN) else ""
 
 
 def prefill_think(tokenizer) -> None:
