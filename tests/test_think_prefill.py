@@ -120,7 +120,11 @@ def test_training_with_prefill_scores_prefilled_replies_and_saves_the_prompt(tmp
     trainer.train()
     trainer.save_model(config.output_dir)
     assert len(seen) == 8 and all(text.startswith("<think>") for text in seen)
-    assert read_run_prompt(config.output_dir) == {"prompt_style": "plain", "think_prefill": True}
+    assert read_run_prompt(config.output_dir) == {
+        "prompt_style": "plain",
+        "think_prefill": True,
+        "prompt_format": "tooln1",
+    }
     _, saved = load_model_and_tokenizer(config.output_dir)
     assert generation_prefill(saved) == "<think>"  # a served copy prefills alike
 
@@ -128,10 +132,16 @@ def test_training_with_prefill_scores_prefilled_replies_and_saves_the_prompt(tmp
 @pytest.mark.parametrize(
     ("saved", "flags", "expected"),
     [
-        ({"prompt_style": "self_exemplify", "think_prefill": True}, {}, ("self_exemplify", True)),
-        ({"prompt_style": "self_exemplify", "think_prefill": True}, {"prompt": "plain"}, ("plain", True)),
-        (None, {}, ("plain", False)),
-        (None, {"think_prefill": True}, ("plain", True)),
+        ({"prompt_style": "self_exemplify", "think_prefill": True}, {}, ("self_exemplify", True, "tooln1")),
+        (
+            {"prompt_style": "self_exemplify", "think_prefill": True},
+            {"prompt": "plain"},
+            ("plain", True, "tooln1"),
+        ),
+        (None, {}, ("plain", False, "tooln1")),
+        (None, {"think_prefill": True}, ("plain", True, "tooln1")),
+        ({"prompt_format": "native"}, {}, ("plain", False, "native")),
+        ({"prompt_format": "native"}, {"prompt_format": "tooln1"}, ("plain", False, "tooln1")),
     ],
 )
 def test_eval_poses_a_run_as_it_was_trained_unless_told_otherwise(tmp_path, saved, flags, expected):

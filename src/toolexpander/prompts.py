@@ -8,6 +8,12 @@ template's own tool syntax, so the model sees the same prompt whatever template 
 
 Few-shot demonstrations become earlier user/assistant turns: SPEC §1 measured that a 135M
 model follows turn demos and ignores demos pasted into the system text.
+
+That is prompt format ``tooln1`` (`build_messages`). Prompt format ``native`` (`native_prompt`)
+poses a task the way the model is served instead: the tokenizer's chat template renders the
+task's tools (``tools=``) and the gold calls of demonstrations (structured ``tool_calls``), and
+the model answers in its template's own call syntax (`toolexpander.rewards.formats`). `pose`
+serves both.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from toolexpander.data.schema import query_text
+from toolexpander.rewards.formats import template_call_format
 
 PROMPT_STYLES = ("plain", "self_exemplify")
+PROMPT_FORMATS = ("tooln1", "native")
 # Opens the reply when a run prefills the think block (`prefill_think`).
 THINK_OPEN = "<think>"
 # Appended to a chat template: the generation prompt then ends inside an open think block.
@@ -52,6 +60,29 @@ _FORMAT_SELF_EXEMPLIFY = (
     "Use several list items for several calls. Give every argument the type its schema asks for. "
     "If no function fits the request, answer <tool_call>[]</tool_call>."
 )
+
+
+_NATIVE_INTRO = (
+    "You are an expert in composing function calls. You are given a user request and a list of "
+    "functions. Decide which functions to call, if any, and with which arguments.\n\n"
+)
+_NATIVE_CALLS = (
+    "call the functions the request needs, in the format the function list asks for, one call per "
+    "action. Give every argument the type its schema asks for. If no function fits the request, "
+    "say so in plain words and call nothing."
+)
+_NATIVE_RULES = {
+    "plain": "Answer in this order: first reason step by step inside <think> </think>, then " + _NATIVE_CALLS,
+    "self_exemplify": (
+        "Answer in this order: first think inside <think> </think>. While thinking, write one example "
+        "of your own: a similar request and its correct calls, as\n"
+        '<example>Query: a similar request\nCall: [{"name": "function_name", "arguments": {"argument": '
+        '"value"}}]</example>\nthen analyse what the example teaches about this request. After the '
+        "think block, " + _NATIVE_CALLS
+    ),
+}
+# The visible reply of a gold demonstration that makes no call.
+NO_CALL_REPLY = "No function fits this request."
 
 
 def render_tools(tools: Sequence[dict]) -> str:
@@ -136,9 +167,11 @@ def prefill_think(tokenizer) -> None:
 RUN_PROMPT_FILE = "toolexpander_prompt.json"
 
 
-def save_run_prompt(folder: str | Path, *, style: str, think_prefill: bool) -> None:
+def save_run_prompt(
+    folder: str | Path, *, style: str, think_prefill: bool, prompt_format: str = "tooln1"
+) -> None:
     """Record in ``folder`` (a saved model) the prompt it was trained with."""
-    payload = {"prompt_style": style, "think_prefill": think_prefill}
+    payload = {"prompt_style": style, "think_prefill": think_prefill, "prompt_format": prompt_format}
     (Path(folder) / RUN_PROMPT_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
@@ -173,5 +206,91 @@ def build_messages(task: dict, *, style: str = "plain", demos: Sequence[dict] = 
 
 
 def gold_demo(task: dict, think: str | None = None) -> dict:
-    """A demonstration made from a task's gold answer."""
-    return {"query": query_text(task), "completion": render_answer(task["answer"], think)}
+    """A demonstration made from a task's gold answer: its ``completion`` in our format, and the
+    ``calls`` and ``think`` a native prompt renders through the chat template."""
+    think = default_think(task["answer"]) if think is None else think
+    return {
+        "query": query_text(task),
+        "completion": render_answer(task["answer"], think),
+        "calls": task["answer"],
+        "think": think,
+    }
+
+
+def tool_schemas(tools: Sequence[dict]) -> list[dict]:
+    """Tools as chat templates and OpenAI-compatible servers take them."""
+    return [{"type": "function", "function": tool} for tool in tools]
+
+
+def native_call_format(tokenizer) -> str:
+    """The call format the tokenizer's chat template writes (`template_call_format`); ValueError
+    when it writes none we can read."""
+    call_format = template_call_format(tokenizer.chat_template)
+    if call_format is None:
+        raise ValueError(
+            "prompt_format native needs a chat template that renders tool calls as Hermes "
+            "<tool_call> blocks (Qwen) or Llama 3.x JSON; this one does not: use prompt_format tooln1"
+        )
+    return call_format
+
+
+def _native_demo_turn(demo: dict, call_format: str) -> dict:
+    calls = demo.get("calls")
+    if calls is None:  # the policy's own rollout: its reply as it wrote it
+        return {"role": "assistant", "content": demo["completion"]}
+    think = f"{THINK_OPEN}{demo['think']}</think>\n"
+    if not calls:
+        return {"role": "assistant", "content": think + NO_CALL_REPLY}
+    if call_format == "llama3_json":
+        # Llama 3.x templates take one structured call per turn and drop the text beside it.
+        payload = "; ".join(json.dumps({"name": c["name"], "parameters": c["arguments"]}) for c in calls)
+        return {"role": "assistant", "content": think + payload}
+    structured = [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
+    return {"role": "assistant", "content": think.rstrip(), "tool_calls": structured}
+
+
+def native_messages(
+    task: dict, *, style: str = "plain", demos: Sequence[dict] = (), call_format: str = "hermes"
+) -> list[dict]:
+    """The chat that poses ``task`` in prompt format native, its tools left to the template.
+
+    Gold demonstrations answer with structured ``tool_calls``, rollouts with their own text; the
+    task's context messages pass as they are (tool results keep the role the template renders).
+    """
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; choose one of {', '.join(PROMPT_STYLES)}")
+    own_system = [m["content"] for m in task["messages"] if m["role"] == "system"]
+    system = "\n\n".join([_NATIVE_INTRO + _NATIVE_RULES[style], *own_system])
+    turns: list[dict] = []
+    for demo in demos:
+        turns += [{"role": "user", "content": demo["query"]}, _native_demo_turn(demo, call_format)]
+    turns += [dict(m) for m in task["messages"] if m["role"] != "system"]
+    return [{"role": "system", "content": system}, *turns]
+
+
+def native_prompt(tokenizer, task: dict, *, style: str = "plain", demos: Sequence[dict] = ()) -> str:
+    """The text ``tokenizer``'s chat template renders for ``task`` with its tools, generation prompt
+    included: what a server renders for the same request. It holds any BOS token the template
+    writes, so it is tokenised without special tokens."""
+    messages = native_messages(task, style=style, demos=demos, call_format=native_call_format(tokenizer))
+    return tokenizer.apply_chat_template(
+        messages, tools=tool_schemas(task["tools"]), add_generation_prompt=True, tokenize=False
+    )
+
+
+def pose(
+    task: dict,
+    *,
+    style: str = "plain",
+    demos: Sequence[dict] = (),
+    prompt_format: str = "tooln1",
+    tokenizer=None,
+) -> list[dict] | str:
+    """The prompt of ``task`` in ``prompt_format``: chat messages for tooln1 (a trainer or a
+    server applies the template), the rendered text for native (tools differ per task, which
+    TRL's one ``tools=`` list cannot carry)."""
+    if prompt_format == "tooln1":
+        return build_messages(task, style=style, demos=demos)
+    if prompt_format != "native":
+        raise ValueError(f"unknown prompt format {prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
+    return native_prompt(tokenizer, task, style=style, demos=demos)

@@ -47,14 +47,15 @@ def _sampling_kwargs(temperature: float) -> dict:
 def generate_completions(
     model,
     tokenizer,
-    messages_list: Sequence[list[dict]],
+    messages_list: Sequence[list[dict] | str],
     max_new_tokens: int = 256,
     batch_size: int = 8,
     temperature: float = 0.0,
     *,
     progress_label: str | None = None,
 ) -> list[str]:
-    """One completion per chat in ``messages_list``, with HF ``generate``.
+    """One completion per chat in ``messages_list``, with HF ``generate``. A chat is a message list
+    or the text its template already rendered (`toolexpander.prompts.native_prompt`).
 
     Greedy by default; ``temperature > 0`` samples. The text is the reply: the new tokens, special
     tokens removed, after what the template itself opened it with (``<think>`` when prefilled,
@@ -66,7 +67,8 @@ def generate_completions(
 
     prefill = generation_prefill(tokenizer)  # the reply's opening the template wrote: part of the answer
     prompts = [
-        tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages_list
+        m if isinstance(m, str) else tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+        for m in messages_list
     ]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     completions = [""] * len(prompts)
@@ -113,14 +115,16 @@ def load_vllm(name_or_path: str, **kwargs):
 
 def generate_completions_vllm(
     llm,
-    messages_list: Sequence[list[dict]],
+    messages_list: Sequence[list[dict] | str],
     max_new_tokens: int = 256,
     temperature: float = 0.0,
     *,
     think_prefill: bool = False,
 ) -> list[str]:
     """One reply per chat with vLLM's ``LLM.chat`` (its own batching; greedy at 0), as
-    `generate_completions` returns them; ``think_prefill`` opens each reply with ``<think>``."""
+    `generate_completions` returns them; ``think_prefill`` opens each reply with ``<think>``.
+    Chats already rendered to text (native prompts) go to ``LLM.generate`` as token ids, so no
+    second BOS is added."""
     from vllm import SamplingParams
 
     from toolexpander.prompts import generation_prefill, prefill_think
@@ -130,5 +134,9 @@ def generate_completions_vllm(
         prefill_think(tokenizer)
     prefill = generation_prefill(tokenizer)
     params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature)
-    outputs = llm.chat(list(messages_list), params, use_tqdm=True, chat_template=tokenizer.chat_template)
+    if messages_list and isinstance(messages_list[0], str):
+        token_prompts = [{"prompt_token_ids": tokenizer(m, add_special_tokens=False)["input_ids"]} for m in messages_list]
+        outputs = llm.generate(token_prompts, params, use_tqdm=True)
+    else:
+        outputs = llm.chat(list(messages_list), params, use_tqdm=True, chat_template=tokenizer.chat_template)
     return [prefill + output.outputs[0].text for output in outputs]

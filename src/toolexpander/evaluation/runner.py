@@ -23,7 +23,14 @@ from pathlib import Path
 from toolexpander.data.schema import LoadResult, Problem, jsonl_rows
 from toolexpander.errors import UserError
 from toolexpander.evaluation.scoring import evaluate_records, markdown_table
-from toolexpander.prompts import PROMPT_STYLES, build_messages, prefill_think, read_run_prompt
+from toolexpander.prompts import (
+    PROMPT_FORMATS,
+    PROMPT_STYLES,
+    native_call_format,
+    pose,
+    prefill_think,
+    read_run_prompt,
+)
 from toolexpander.tasks import apibank, bfcl, load_records, task_of
 
 BACKENDS = ("hf", "vllm")
@@ -34,7 +41,7 @@ class EvalConfig:
     """Options of ``toolexpander eval``. Give exactly one of ``model`` and ``predictions``.
 
     What to score: ``bench``, ``data_dir``, ``limit``. Where completions come from: ``model``
-    (with ``backend``, ``prompt``, ``think_prefill``, ``max_new_tokens``, ``batch_size``,
+    (with ``backend``, ``prompt``, ``prompt_format``, ``think_prefill``, ``max_new_tokens``, ``batch_size``,
     ``temperature``, ``device``, ``dtype``) or ``predictions``. Where results go: ``out``.
     """
 
@@ -62,6 +69,14 @@ class EvalConfig:
             "help": f"prompt style: {' or '.join(PROMPT_STYLES)} (default: the one a run of ours was "
             "trained with, read from its folder; else plain)",
             "choices": PROMPT_STYLES,
+        },
+    )
+    prompt_format: str | None = field(
+        default=None,
+        metadata={
+            "help": "tooln1 (our format) or native (the model's chat template renders the tools and the "
+            "model calls in its own syntax, as served; default: the run's, read from its folder; else tooln1)",
+            "choices": PROMPT_FORMATS,
         },
     )
     think_prefill: bool | None = field(
@@ -140,10 +155,13 @@ def load_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
     return Benchmark(path.stem, _group(result, path.stem), result.problems)
 
 
-def prompt_messages(record: dict, style: str = "plain") -> list[dict]:
-    """The zero-shot chat that poses ``record``, with the tools as its task shows them (BFCL's
-    docs as BFCL does)."""
-    return build_messages({**record, "tools": task_of(record).prompt_tools(record)}, style=style)
+def prompt_messages(
+    record: dict, style: str = "plain", prompt_format: str = "tooln1", tokenizer=None
+) -> list[dict] | str:
+    """The zero-shot prompt that poses ``record`` (`toolexpander.prompts.pose`: chat messages, or
+    the rendered text in native), with the tools as its task shows them (BFCL's docs as BFCL does)."""
+    record = {**record, "tools": task_of(record).prompt_tools(record)}
+    return pose(record, style=style, prompt_format=prompt_format, tokenizer=tokenizer)
 
 
 def read_predictions(path: str | Path, known_ids: set[str], bench: str = "the benchmark") -> dict[str, str]:
@@ -174,28 +192,37 @@ def read_predictions(path: str | Path, known_ids: set[str], bench: str = "the be
     return predictions
 
 
-def run_prompt(config: EvalConfig) -> tuple[str, bool]:
-    """``(prompt style, think prefill)`` to pose ``config.model`` with: the flags where given, else
-    what the run's folder recorded (`toolexpander.prompts.save_run_prompt`), else plain, no prefill."""
+def run_prompt(config: EvalConfig) -> tuple[str, bool, str]:
+    """``(prompt style, think prefill, prompt format)`` to pose ``config.model`` with: the flags
+    where given, else what the run's folder recorded (`toolexpander.prompts.save_run_prompt`),
+    else plain, no prefill, tooln1."""
     saved = read_run_prompt(config.model) if config.model and Path(config.model).is_dir() else {}
     style = config.prompt or saved.get("prompt_style", "plain")
     prefill = config.think_prefill if config.think_prefill is not None else saved.get("think_prefill", False)
-    return style, prefill
+    prompt_format = config.prompt_format or saved.get("prompt_format", "tooln1")
+    return style, prefill, prompt_format
 
 
-def generate_for(records: list[dict], config: EvalConfig) -> dict[str, str]:
-    """Completions of ``config.model`` for ``records``, keyed by id."""
-    style, prefill = run_prompt(config)
-    messages = [prompt_messages(record, style) for record in records]
+def generate_for(records: list[dict], config: EvalConfig) -> tuple[dict[str, str], str]:
+    """Completions of ``config.model`` for ``records``, keyed by id, and the call format they are
+    read in (native: the one the model's chat template writes)."""
+    style, prefill, prompt_format = run_prompt(config)
+
+    def prompts_for(tokenizer) -> list:
+        if prefill:
+            prefill_think(tokenizer)
+        try:
+            return [prompt_messages(record, style, prompt_format, tokenizer) for record in records]
+        except ValueError as error:  # a template that writes no tool calls
+            raise UserError(str(error)) from error
+
     if config.backend == "vllm":
         from toolexpander.evaluation.generation import generate_completions_vllm, load_vllm
 
+        llm = load_vllm(config.model, **({"dtype": config.dtype} if config.dtype else {}))
+        tokenizer = llm.get_tokenizer()
         texts = generate_completions_vllm(
-            load_vllm(config.model, **({"dtype": config.dtype} if config.dtype else {})),
-            messages,
-            config.max_new_tokens,
-            config.temperature,
-            think_prefill=prefill,
+            llm, prompts_for(tokenizer), config.max_new_tokens, config.temperature, think_prefill=prefill
         )
     else:
         import torch
@@ -208,18 +235,17 @@ def generate_for(records: list[dict], config: EvalConfig) -> dict[str, str]:
             model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=device)
         except (OSError, ValueError) as error:
             raise UserError(f"cannot load model {config.model!r}: {error}") from error
-        if prefill:
-            prefill_think(tokenizer)
         texts = generate_completions(
             model,
             tokenizer,
-            messages,
+            prompts_for(tokenizer),
             config.max_new_tokens,
             config.batch_size,
             config.temperature,
             progress_label=f"generating ({len(records)} items)",
         )
-    return {record["id"]: text for record, text in zip(records, texts, strict=True)}
+    call_format = native_call_format(tokenizer) if prompt_format == "native" else "tooln1"
+    return {record["id"]: text for record, text in zip(records, texts, strict=True)}, call_format
 
 
 def _validate(config: EvalConfig) -> None:
@@ -227,6 +253,10 @@ def _validate(config: EvalConfig) -> None:
         raise UserError("give exactly one of --model and --predictions")
     if config.prompt not in (None, *PROMPT_STYLES):
         raise UserError(f"unknown prompt style {config.prompt!r}; choose one of {', '.join(PROMPT_STYLES)}")
+    if config.prompt_format not in (None, *PROMPT_FORMATS):
+        raise UserError(
+            f"unknown prompt format {config.prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}"
+        )
     if config.backend not in BACKENDS:
         raise UserError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
     if config.limit is not None and config.limit < 1:
@@ -256,9 +286,11 @@ def run_eval(config: EvalConfig) -> dict:
         raise UserError(f"{config.bench} holds no usable records")
     if config.predictions is not None:
         completions = read_predictions(config.predictions, known_ids, config.bench)
+        # Predictions made elsewhere: a native reply's family is told by the reply itself.
+        call_format = "native" if config.prompt_format == "native" else "tooln1"
     else:
-        completions = generate_for(records, config)
-    items, results = evaluate_records(records, completions)
+        completions, call_format = generate_for(records, config)
+    items, results = evaluate_records(records, completions, call_format)
     if config.limit is not None:
         results["notes"].append(
             f"--limit {config.limit}: only the first {config.limit} items of each category"
@@ -270,7 +302,9 @@ def run_eval(config: EvalConfig) -> dict:
     results["rejected_inputs"] = [str(problem) for problem in benchmark.problems]
     results["config"] = dataclasses.asdict(config)
     if config.model is not None:
-        results["config"]["prompt"], results["config"]["think_prefill"] = run_prompt(config)
+        style, prefill, prompt_format = run_prompt(config)
+        results["config"].update(prompt=style, think_prefill=prefill, prompt_format=prompt_format)
+    results["config"]["call_format"] = call_format
     for problem in benchmark.problems:
         print(f"rejected input: {problem}", file=sys.stderr)
     if config.out:

@@ -5,15 +5,16 @@ Each record is judged by the protocol of the task it names (`toolexpander.tasks.
 BFCL's official AST checker, API-Bank's exact match, or, for the suite and our own data,
 Tool-N1's exact match, which also requires the ``<think>`` tags (the task's ``needs_think``).
 
-The calls are read from a completion by `toolexpander.rewards.extract_tool_calls` (the last
-``<tool_call>`` block). A record without a completion is scored wrong and counted, never dropped.
+The calls are read from a completion by `toolexpander.rewards.parse_calls` in the run's call
+format (default ``tooln1``: the last ``<tool_call>`` block). A record without a completion is scored wrong and counted, never dropped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from toolexpander.rewards.parsing import cut_at_assistant, extract_tool_calls, has_think_tags
+from toolexpander.rewards.formats import parse_calls
+from toolexpander.rewards.parsing import cut_at_assistant, has_think_tags
 from toolexpander.tasks import TASKS, task_of
 from toolexpander.tasks.base import overall
 
@@ -21,7 +22,7 @@ MISSING = "missing_prediction"
 NO_THINK = {"valid": False, "error_type": "format:no_think", "error": ["no <think></think> tags"]}
 
 
-def score_item(record: dict, completion: str | None) -> dict:
+def score_item(record: dict, completion: str | None, call_format: str = "tooln1") -> dict:
     """One output item: ``id``, ``task``, ``category``, ``completion``, ``calls`` (the parsed call
     list, None when there is none), ``valid``, ``error_type`` and ``error``."""
     task = task_of(record)
@@ -39,7 +40,7 @@ def score_item(record: dict, completion: str | None) -> dict:
             "error_type": MISSING,
             "error": ["no prediction for this id"],
         }
-    calls = extract_tool_calls(completion)
+    calls = parse_calls(completion, call_format)
     if task.needs_think and not has_think_tags(cut_at_assistant(completion)):
         return {**item, "calls": calls, **NO_THINK}
     return {**item, "calls": calls, **task.check(record, calls)}
@@ -68,13 +69,16 @@ def summarize(items: Sequence[dict]) -> dict:
     return results
 
 
-def evaluate_records(records: Sequence[dict], completions: Mapping[str, str]) -> tuple[list[dict], dict]:
-    """Score ``completions`` (record id -> completion text) against ``records``.
+def evaluate_records(
+    records: Sequence[dict], completions: Mapping[str, str], call_format: str = "tooln1"
+) -> tuple[list[dict], dict]:
+    """Score ``completions`` (record id -> completion text, calls written in ``call_format``)
+    against ``records``.
 
     Returns ``(items, results)``: one item per record, in order (see `score_item`), and the
     summary of `summarize`. Records without a completion count as wrong.
     """
-    items = [score_item(record, completions.get(record["id"])) for record in records]
+    items = [score_item(record, completions.get(record["id"]), call_format) for record in records]
     return items, summarize(items)
 
 

@@ -1,6 +1,8 @@
 """Parsing a model's answer and scoring it: Tool-N1's binary reward, ToolRL's fine-grained one,
-and the self-exemplifying bonus, as TRL reward functions (pure Python, no torch)."""
+and the self-exemplifying bonus, as TRL reward functions (pure Python, no torch; only the native call formats load transformers'
+response parser, lazily)."""
 
+from toolexpander.rewards.formats import CALL_FORMATS, parse_calls, template_call_format
 from toolexpander.rewards.parsing import (
     cut_at_assistant,
     extract_examples,
@@ -21,6 +23,7 @@ from toolexpander.rewards.rewards import (
 )
 
 __all__ = [
+    "CALL_FORMATS",
     "REWARDS",
     "completion_text",
     "cut_at_assistant",
@@ -28,8 +31,10 @@ __all__ = [
     "extract_think",
     "extract_tool_calls",
     "get_reward",
+    "parse_calls",
     "self_exemplify",
     "self_exemplify_score",
+    "template_call_format",
     "tool_n1",
     "tool_n1_score",
     "toolrl",

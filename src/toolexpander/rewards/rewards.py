@@ -12,7 +12,9 @@ malformed answer: that scores as wrong.
 - `self_exemplify`: the small bonus for a self-made example in the reasoning (SPEC §1).
 
 Each has a single-item form (`tool_n1_score`, `toolrl_score`, `self_exemplify_score`) that
-takes the completion text. `get_reward` finds one by name or by import path.
+takes the completion text. Each reads the calls in ``call_format`` (default ``tooln1``, our
+format; a native run binds the format of its chat template, `toolexpander.rewards.formats`), so
+the two prompt formats are scored with the same semantics. `get_reward` finds one by name or by import path.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from toolexpander.data.schema import call_multiset
 from toolexpander.errors import UserError
+from toolexpander.rewards.formats import parse_calls
 from toolexpander.rewards.parsing import (
     call_list,
     cut_at_assistant,
@@ -85,12 +88,14 @@ def _answer_multiset(answer: Any) -> dict[tuple, int] | None:
     return _answer_multiset_from_json(answer) if isinstance(answer, str) else call_multiset(answer)
 
 
-def tool_n1_score(text: str, answer: Any) -> float:
+def tool_n1_score(text: str, answer: Any, call_format: str = "tooln1") -> float:
     """1.0 iff ``text`` answers exactly the calls in ``answer`` (SPEC §2), else 0.0.
 
     The text after the last ``<|im_start|>assistant`` must contain ``<think>`` and ``</think>``
     (anywhere) and end its last ``<tool_call>`` block with a call list whose multiset of
-    ``(name, canonical arguments)`` equals the answer's; two empty lists match.
+    ``(name, canonical arguments)`` equals the answer's; two empty lists match. In a native
+    ``call_format`` (`toolexpander.rewards.formats`) the calls are read in that format instead,
+    and compared alike.
 
     >>> tool_n1_score('<think>.</think><tool_call>[{"name": "f", "arguments": {"a": 1, "b": "x"}}]'
     ...               '</tool_call>', '[{"name": "f", "arguments": {"b": "x", "a": 1}}]')
@@ -102,17 +107,24 @@ def tool_n1_score(text: str, answer: Any) -> float:
     text = cut_at_assistant(text)
     if not has_think_tags(text):
         return 0.0
-    block = last_tool_call_block(text)
-    calls = None if block is None else call_list(decode_json(block))
+    if call_format == "tooln1":
+        block = last_tool_call_block(text)
+        calls = None if block is None else call_list(decode_json(block))
+    else:
+        calls = parse_calls(text, call_format)
     if calls is None:
         return 0.0
     expected = _answer_multiset(answer)
     return 1.0 if expected is not None and call_multiset(calls) == expected else 0.0
 
 
-def tool_n1(completions: Sequence[Any], answer: Sequence[Any], **kwargs: Any) -> list[float]:
+def tool_n1(
+    completions: Sequence[Any], answer: Sequence[Any], *, call_format: str = "tooln1", **kwargs: Any
+) -> list[float]:
     """Tool-N1's binary reward (see `tool_n1_score`) for each completion."""
-    return [tool_n1_score(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
+    return [
+        tool_n1_score(completion_text(c), a, call_format) for c, a in zip(completions, answer, strict=True)
+    ]
 
 
 # --- toolrl --------------------------------------------------------------------------------
@@ -120,6 +132,7 @@ def tool_n1(completions: Sequence[Any], answer: Sequence[Any], **kwargs: Any) ->
 TOOLRL_MAX, TOOLRL_MIN = 3.0, -3.0
 _IM_END = "<|im_end|>"
 _TOOLRL_FORMAT = re.compile(r"<think>.*?</think>\s*<tool_call>.*?</tool_call>", re.DOTALL)
+_THINK_FIRST = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
 def _overlap(first: list, second: list) -> float:
@@ -155,7 +168,7 @@ def _toolrl_correctness(predicted: list[dict], gold: list[dict]) -> float:
     return (TOOLRL_MAX - TOOLRL_MIN) * score / best_possible + TOOLRL_MIN
 
 
-def toolrl_score(text: str, answer: Any) -> float:
+def toolrl_score(text: str, answer: Any, call_format: str = "tooln1") -> float:
     """ToolRL's reward (Qian et al. 2025, ``rlla.py``): format (0 or 1) plus correctness in
     [-3, 3], so in [-3, 4].
 
@@ -168,12 +181,18 @@ def toolrl_score(text: str, answer: Any) -> float:
     - no calls or an ill-formed call list (including ``arguments`` that are not objects) gets
       -3, as ToolRL's ``except`` does;
     - an answer of ``[]`` is scored like any other (+3 for ``[]``, -3 for any call), where ToolRL
-      gives 0 correctness to items answered in prose.
+      gives 0 correctness to items answered in prose;
+    - in a native ``call_format``, format is 1 iff the reply opens with the think block and its
+      calls read in that format (`toolexpander.rewards.formats.parse_calls`).
     """
     text = cut_at_assistant(text).split(_IM_END, 1)[0].strip()
-    one_block = text.count("<tool_call>") == 1 and text.count("</tool_call>") == 1
-    format_score = 1.0 if one_block and _TOOLRL_FORMAT.fullmatch(text) else 0.0
-    predicted = extract_tool_calls(text)
+    if call_format == "tooln1":
+        one_block = text.count("<tool_call>") == 1 and text.count("</tool_call>") == 1
+        format_score = 1.0 if one_block and _TOOLRL_FORMAT.fullmatch(text) else 0.0
+        predicted = extract_tool_calls(text)
+    else:
+        predicted = parse_calls(text, call_format)
+        format_score = 1.0 if predicted is not None and _THINK_FIRST.match(text) else 0.0
     gold = call_list(decode_json(answer) if isinstance(answer, str) else answer)
     if predicted is None or gold is None:
         return format_score + TOOLRL_MIN
@@ -185,25 +204,34 @@ def toolrl_score(text: str, answer: Any) -> float:
         return format_score + TOOLRL_MIN
 
 
-def toolrl(completions: Sequence[Any], answer: Sequence[Any], **kwargs: Any) -> list[float]:
+def toolrl(
+    completions: Sequence[Any], answer: Sequence[Any], *, call_format: str = "tooln1", **kwargs: Any
+) -> list[float]:
     """ToolRL's fine-grained reward (see `toolrl_score`) for each completion, in [-3, 4]."""
-    return [toolrl_score(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
+    return [
+        toolrl_score(completion_text(c), a, call_format) for c, a in zip(completions, answer, strict=True)
+    ]
 
 
 # --- self_exemplify ------------------------------------------------------------------------
 
 
 def self_exemplify_score(
-    text: str, answer: Any, *, bonus: float = 0.01, requires_correct: bool = False
+    text: str,
+    answer: Any,
+    *,
+    bonus: float = 0.01,
+    requires_correct: bool = False,
+    call_format: str = "tooln1",
 ) -> float:
     """``bonus`` when the think block holds a well-formed self-made example (see
-    `toolexpander.rewards.parsing.extract_examples`) and the answer format is valid (a
-    parseable call list in the last ``<tool_call>`` block); with ``requires_correct`` the
-    answer must also be right (`tool_n1_score` 1). Else 0.0.
+    `toolexpander.rewards.parsing.extract_examples`) and the answer format is valid (its calls
+    read in ``call_format``: for ``tooln1`` a parseable call list in the last ``<tool_call>``
+    block); with ``requires_correct`` the answer must also be right (`tool_n1_score` 1). Else 0.0.
     """
-    if extract_tool_calls(text) is None or not extract_examples(text):
+    if parse_calls(text, call_format) is None or not extract_examples(text):
         return 0.0
-    if requires_correct and tool_n1_score(text, answer) != 1.0:
+    if requires_correct and tool_n1_score(text, answer, call_format) != 1.0:
         return 0.0
     return bonus
 
@@ -214,6 +242,7 @@ def self_exemplify(
     *,
     bonus: float = 0.01,
     requires_correct: bool = False,
+    call_format: str = "tooln1",
     **kwargs: Any,
 ) -> list[float]:
     """The self-exemplifying bonus (see `self_exemplify_score`) for each completion.
@@ -224,7 +253,9 @@ def self_exemplify(
     an advantage of about ±1 (SPEC §1).
     """
     return [
-        self_exemplify_score(completion_text(c), a, bonus=bonus, requires_correct=requires_correct)
+        self_exemplify_score(
+            completion_text(c), a, bonus=bonus, requires_correct=requires_correct, call_format=call_format
+        )
         for c, a in zip(completions, answer, strict=True)
     ]
 

@@ -1,7 +1,7 @@
 """Configuration of a ToolExpander run: TRL's `GRPOConfig` plus the ToolExpander fields.
 
 Fields by purpose:
-- method: `mode` (which arm of the comparison), `prompt_style`;
+- method: `mode` (which arm of the comparison), `prompt_style`, `prompt_format`;
 - Dynamic Multi-Round Hard Sampling: `hard_max_correct`, `shots_start`, `shots_step`, `shots_cap`,
   `fading`, `fade_min_successes`, `demo_sources`, `reroll_all_fail`, `demo_rollouts_per_group`;
 - carry-over to zero-shot (SPEC §8): `carry_over`, `carry_over_gamma`, `carry_over_nll_coef`,
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 from trl import GRPOConfig
+
+from toolexpander.prompts import PROMPT_FORMATS
 
 MODES = ("toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only")
 # Which of the two ideas each mode switches on: (hard sampling with demonstrations, self-exemplifying).
@@ -91,6 +93,15 @@ class ToolExpanderConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "plain or self_exemplify; default follows `mode` (self_exemplify when the mode uses it)."
+        },
+    )
+    prompt_format: str = field(
+        default="tooln1",
+        metadata={
+            "help": "tooln1: tools as JSON lines in our system text, calls as one JSON list in <tool_call> "
+            "(Tool-N1's format; any chat template, paper-faithful). native: the tokenizer's chat template "
+            "renders each item's tools and the model calls in the template's own syntax (Qwen: Hermes "
+            "<tool_call> blocks; Llama 3.x: JSON), as vLLM serves it with --tool-call-parser. Saved with the run."
         },
     )
     think_prefill: bool = field(
@@ -224,6 +235,8 @@ class ToolExpanderConfig(GRPOConfig):
             problems.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.prompt_style not in (None, "plain", "self_exemplify"):
             problems.append(f"prompt_style must be plain or self_exemplify, got {self.prompt_style!r}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            problems.append(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
         if self.lr_decay_unit not in ("step", "round"):
             problems.append(f"lr_decay_unit must be step or round, got {self.lr_decay_unit!r}")
         if not 0 < self.lr_decay_gamma <= 1 or self.lr_decay_steps <= 0:

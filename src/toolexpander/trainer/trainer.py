@@ -12,6 +12,8 @@ signatures `tests/test_trl_canary.py` pins:
   `_compute_loss` runs on the rest, and with `carry_over` the swapped rows' own term
   (`carry_over_loss`) reuses the log-probs of that one forward, which our override of
   `_get_per_token_logps_and_entropies` keeps;
+- `_tokenize_prompts(prompts)`: a native prompt is text the chat template rendered (BOS included),
+  so it is tokenised without adding special tokens;
 - `_calculate_rewards(...)`: the rewards score each reply with what the template prefilled
   (`think_prefill`); TRL returns them gathered over all processes; we gather ids, shots and
   completions the same way and hand whole groups to the `HardSampler`;
@@ -47,7 +49,7 @@ from trl.trainer.utils import pad
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule, exponential_lr_factor
 from toolexpander.hard_sampling.sampler import HardSampler, group_slots
-from toolexpander.prompts import build_messages, generation_prefill, prefill_think, save_run_prompt
+from toolexpander.prompts import generation_prefill, native_call_format, pose, prefill_think, save_run_prompt
 from toolexpander.rewards import completion_text, get_reward, with_prefill
 from toolexpander.trainer.config import ToolExpanderConfig
 
@@ -67,31 +69,34 @@ _RIGHT_PADDED = (
 )
 
 
-def tasks_to_dataset(tasks: list[dict], style: str):
-    """A `datasets.Dataset` TRL can sample: the zero-shot prompt, the id, the answer as JSON text
-    (Arrow cannot hold per-item argument schemas)."""
+def tasks_to_dataset(tasks: list[dict], style: str, prompt_format: str = "tooln1", tokenizer=None):
+    """A `datasets.Dataset` TRL can sample: the zero-shot prompt (`toolexpander.prompts.pose`), the
+    id, the answer as JSON text (Arrow cannot hold per-item argument schemas)."""
     from datasets import Dataset
 
     return Dataset.from_dict(
         {
-            "prompt": [build_messages(task, style=style) for task in tasks],
+            "prompt": [pose(t, style=style, prompt_format=prompt_format, tokenizer=tokenizer) for t in tasks],
             "id": [task["id"] for task in tasks],
             "answer": [json.dumps(task["answer"]) for task in tasks],
         }
     )
 
 
-def build_reward_funcs(args: ToolExpanderConfig) -> list:
-    """The correctness reward first (hardness reads column 0), then the bonus when the mode uses it."""
-    funcs = [get_reward(args.correctness_reward)]
+def _named_partial(func, **options):
+    bound = functools.partial(func, **options)
+    bound.__name__ = func.__name__  # the name TRL logs the reward under
+    return bound
+
+
+def build_reward_funcs(args: ToolExpanderConfig, call_format: str = "tooln1") -> list:
+    """The correctness reward first (hardness reads column 0), then the bonus when the mode uses it.
+    A native run binds ``call_format`` (its chat template's) to both; tooln1 passes them as they are."""
+    correctness = get_reward(args.correctness_reward)
+    funcs = [correctness if call_format == "tooln1" else _named_partial(correctness, call_format=call_format)]
     if args.uses_self_exemplify:
-        bonus = functools.partial(
-            get_reward("self_exemplify"),
-            bonus=args.self_exemplify_bonus,
-            requires_correct=args.bonus_requires_correct,
-        )
-        bonus.__name__ = "self_exemplify"
-        funcs.append(bonus)
+        options = {"bonus": args.self_exemplify_bonus, "requires_correct": args.bonus_requires_correct}
+        funcs.append(_named_partial(get_reward("self_exemplify"), **options, call_format=call_format))
     return funcs
 
 
@@ -207,11 +212,18 @@ class ToolExpanderTrainer(GRPOTrainer):
         **kwargs,
     ):
         style = args.effective_prompt_style
+        tokenizer, call_format = kwargs.get("processing_class"), "tooln1"
+        if args.prompt_format == "native":
+            if tokenizer is None:
+                raise ValueError("prompt_format native needs processing_class: its chat template renders the tools")
+            call_format = native_call_format(tokenizer)
+            if args.think_prefill:  # native prompts are rendered now, so the template must prefill already
+                prefill_think(tokenizer)
         super().__init__(
             model=model,
-            reward_funcs=build_reward_funcs(args),
+            reward_funcs=build_reward_funcs(args, call_format),
             args=args,
-            train_dataset=tasks_to_dataset(train_tasks, style),
+            train_dataset=tasks_to_dataset(train_tasks, style, args.prompt_format, tokenizer),
             **kwargs,
         )
         self.add_callback(MetricsFile())
@@ -235,6 +247,8 @@ class ToolExpanderTrainer(GRPOTrainer):
             style=style,
             use_demos=args.uses_hard_sampling,
             demo_rollouts=args.demo_rollouts_per_group,
+            prompt_format=args.prompt_format,
+            tokenizer=self.processing_class,
         )
         self._batch_shots: list[int] = []
         self._batch_origin: list[int] = []
@@ -395,6 +409,11 @@ class ToolExpanderTrainer(GRPOTrainer):
             output["importance_sampling_ratio"][output["swapped"]] = 1.0
         return output
 
+    def _tokenize_prompts(self, prompts: list):
+        if prompts and isinstance(prompts[0], str):  # native: rendered by the template, BOS included
+            return self.processing_class(text=prompts, add_special_tokens=False)["input_ids"], None, {}
+        return super()._tokenize_prompts(prompts)
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         completions = [with_prefill(c, self._prefill) for c in completions]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -543,6 +562,7 @@ class ToolExpanderTrainer(GRPOTrainer):
                 output_dir or self.args.output_dir,
                 style=self.args.effective_prompt_style,
                 think_prefill=bool(self._prefill),
+                prompt_format=self.args.prompt_format,
             )
 
     # -- resume: the hard-sampling state is part of every checkpoint ---------------------------

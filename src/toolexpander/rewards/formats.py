@@ -1,0 +1,171 @@
+"""Read the calls of a reply in the format the model was prompted with (``prompt_format``).
+
+A *call format* names how a reply writes its calls; the native ones carry the name of the vLLM
+``--tool-call-parser`` that reads them from a served model:
+
+- ``tooln1``: our own, one JSON list in the last ``<tool_call>`` block (`extract_tool_calls`,
+  Tool-N1's decoding exactly);
+- ``hermes`` (Qwen2.5, Qwen3): one ``<tool_call>{"name", "arguments"}</tool_call>`` block per call;
+- ``llama3_json`` (Llama 3.1/3.2): bare ``{"name", "parameters"}`` objects, several joined by ``;``
+  (as vLLM's parser reads them);
+- ``native``: one of the two, told apart by the reply itself (a predictions file with no model).
+
+A native reply may open with a ``<think>…</think>`` block (the rewards require it); the calls are
+read after it. Each native reply goes first through transformers' response parser with TRL's
+response template of the family (what ``tokenizer.parse_response`` does for a served model), then,
+where that raises or misses a call, through our strict reader here, which also takes parallel
+Llama calls. Either way a malformed call makes the whole reply None (wrong), never "no call":
+an irrelevance item must not be won by a broken call. Arguments keep their JSON types (``"5"``
+stays a string): no tool schema is given to the parser, as it would cast ``"5"`` to ``5``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from toolexpander.rewards.parsing import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    cut_at_assistant,
+    extract_tool_calls,
+    tag_blocks,
+)
+
+NATIVE_CALL_FORMATS = ("hermes", "llama3_json")
+CALL_FORMATS = ("tooln1", *NATIVE_CALL_FORMATS, "native")
+_HERMES_OPEN, _HERMES_CLOSE = "<tool_call>", "</tool_call>"
+_PYTHON_TAG = "<|python_tag|>"
+_LLAMA_EOT = "<|eot_id|>"
+
+
+def template_call_format(chat_template: str | None) -> str | None:
+    """The native call format a chat template writes calls in, or None when it has none we read.
+
+    >>> template_call_format("... <tool_call>\\n{{ tool_call.name }} ...")
+    'hermes'
+    """
+    if not chat_template:
+        return None
+    if _HERMES_OPEN in chat_template:
+        return "hermes"
+    if "<|start_header_id|>" in chat_template and '"parameters"' in chat_template:
+        return "llama3_json"
+    return None
+
+
+def answer_part(text: str) -> str:
+    """What follows the think block (all of ``text`` when there is none), after the last
+    ``<|im_start|>assistant``: where a native reply writes its calls."""
+    text = cut_at_assistant(text)
+    start = text.find(THINK_OPEN)
+    end = text.find(THINK_CLOSE, start + len(THINK_OPEN)) if start >= 0 else -1
+    return text[end + len(THINK_CLOSE) :] if end >= 0 else text
+
+
+def _call(value: Any, arguments_key: str) -> dict | None:
+    if isinstance(value, dict) and isinstance(value.get("name"), str) and arguments_key in value:
+        return {"name": value["name"], "arguments": value[arguments_key]}
+    return None
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def read_hermes(answer: str) -> list[dict] | None:
+    """Our reader of Hermes calls: every ``<tool_call>`` block one JSON call object; no block is
+    no call; an unclosed block or one that is not a call makes the reply None.
+
+    >>> read_hermes('<tool_call>\\n{"name": "f", "arguments": {"a": "5"}}\\n</tool_call>')
+    [{'name': 'f', 'arguments': {'a': '5'}}]
+    >>> read_hermes('<tool_call>{"name": "f", "arguments": {}</tool_call>') is None
+    True
+    """
+    blocks = tag_blocks(answer, _HERMES_OPEN, _HERMES_CLOSE)
+    if answer.count(_HERMES_OPEN) != len(blocks):
+        return None
+    calls = [_call(_loads(block.strip()), "arguments") for block in blocks]
+    return None if None in calls else calls
+
+
+def read_llama3_json(answer: str) -> list[dict] | None:
+    """Our reader of Llama 3.x calls: a reply that opens with ``{`` (after an optional
+    ``<|python_tag|>``) is one or more ``{"name", "parameters"}`` objects joined by ``;``, else it
+    is prose (no call). Objects with ``arguments`` are taken too; anything else is None.
+
+    >>> read_llama3_json('{"name": "f", "parameters": {"a": 1}}; {"name": "g", "parameters": {}}')
+    [{'name': 'f', 'arguments': {'a': 1}}, {'name': 'g', 'arguments': {}}]
+    """
+    text = answer.strip().removeprefix(_PYTHON_TAG).removesuffix(_LLAMA_EOT).strip()
+    if not text.startswith("{"):
+        return []
+    decoder, calls, position = json.JSONDecoder(), [], 0
+    while position < len(text):
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except (ValueError, RecursionError):
+            return None
+        call = _call(value, "parameters") or _call(value, "arguments")
+        if call is None:
+            return None
+        calls.append(call)
+        rest = text[position:].lstrip()
+        if rest and not rest.startswith(";"):
+            return None
+        position = len(text) - len(rest.removeprefix(";").lstrip())
+    return calls
+
+
+_OURS = {"hermes": read_hermes, "llama3_json": read_llama3_json}
+# TRL's response template for each family; Llama's closes a call with <|eot_id|>, which decoding drops.
+_TRL_TEMPLATE = {"hermes": ("qwen3_template", ""), "llama3_json": ("llama3_template", _LLAMA_EOT)}
+
+
+def _template_calls(answer: str, family: str) -> list[dict] | None:
+    """The calls transformers' response parser reads with TRL's template, or None when it fails."""
+    import trl.chat_template_utils as templates
+    from transformers.utils.chat_parsing.response_parser import parse_response
+
+    name, suffix = _TRL_TEMPLATE[family]
+    try:
+        message = parse_response(answer.strip() + suffix, getattr(templates, name), prefix="")
+    except (ValueError, TypeError, KeyError):
+        return None
+    calls = [_call(call.get("function"), "arguments") for call in message.get("tool_calls") or ()]
+    return None if None in calls else calls
+
+
+def read_native(answer: str, family: str) -> list[dict] | None:
+    """The calls of a native ``answer`` (see the module docstring): the template parser's when it
+    reads as many calls as ours does, else ours (parallel Llama calls, malformed calls)."""
+    ours = _OURS[family](answer)
+    if not ours:  # no call, or malformed: the template parser cannot find more
+        return ours
+    parsed = _template_calls(answer, family)
+    return parsed if parsed is not None and len(parsed) == len(ours) else ours
+
+
+def detect_family(answer: str) -> str:
+    """``hermes`` when the reply holds a ``<tool_call>`` tag, else ``llama3_json``."""
+    return "hermes" if _HERMES_OPEN in answer else "llama3_json"
+
+
+def parse_calls(text: str, call_format: str = "tooln1") -> list[dict] | None:
+    """The calls ``[{"name", "arguments"}]`` of a reply in ``call_format`` (see the module
+    docstring); ``[]`` for a reply that makes no call; None when the calls cannot be read.
+
+    >>> parse_calls('<think>.</think>\\n<tool_call>\\n{"name": "f", "arguments": {}}\\n</tool_call>', "hermes")
+    [{'name': 'f', 'arguments': {}}]
+    >>> parse_calls("<think>.</think>No function fits.", "llama3_json")
+    []
+    """
+    if call_format == "tooln1":
+        return extract_tool_calls(text)
+    if call_format not in CALL_FORMATS:
+        raise ValueError(f"unknown call format {call_format!r}; choose one of {', '.join(CALL_FORMATS)}")
+    answer = answer_part(text)
+    return read_native(answer, detect_family(answer) if call_format == "native" else call_format)
