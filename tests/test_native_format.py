@@ -327,3 +327,13 @@ def test_both_formats_train_two_steps_and_evaluate(tmp_path, qwen_tiny_dir, prom
     assert results["config"]["call_format"] == {"tooln1": "tooln1", "native": "hermes"}[prompt_format]
     items = [json.loads(line) for line in (results_dir / "items.jsonl").read_text().splitlines()]
     assert len(items) == 2 and all(item["completion"].startswith("<think>") for item in items)
+
+
+def test_the_native_recipe_is_the_qwen_recipe_in_native_format():
+    import yaml
+
+    recipes = Path(__file__).parents[1] / "recipes"
+    base = yaml.safe_load((recipes / "qwen2.5-1.5b-gpu.yaml").read_text())
+    native = yaml.safe_load((recipes / "qwen2.5-1.5b-gpu-native.yaml").read_text())
+    changed = {"prompt_format": "native", "think_prefill": True, "output_dir": base["output_dir"] + "-native"}
+    assert native == {**base, **changed}

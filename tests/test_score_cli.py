@@ -119,3 +119,13 @@ def test_a_user_reward_by_import_path(good_file, tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["score", "--reward", "my_rewards:length", str(good_file)]) == 0
     assert [line["reward"] for line in scored(capsys.readouterr().out)][1] == float(len(WRONG))
+
+
+def test_native_completions_are_scored_in_their_call_format(tmp_path, capsys):
+    lima = {"name": "get_weather", "arguments": {"city": "Lima"}}
+    hermes = "<think>.</think>" + "".join(f"\n<tool_call>\n{json.dumps(c)}\n</tool_call>" for c in (CALL, lima))
+    path = write_lines(tmp_path / "native.jsonl", [{"completion": hermes, "answer": [lima, CALL]}, "\n"])
+    assert main(["score", str(path), "--call_format", "hermes"]) == 0
+    assert [row["reward"] for row in scored(capsys.readouterr().out)] == [1.0]
+    assert main(["score", str(path)]) == 0  # read as our format: only the last block counts
+    assert [row["reward"] for row in scored(capsys.readouterr().out)] == [0.0]

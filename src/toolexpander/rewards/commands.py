@@ -9,6 +9,7 @@ from typing import Any
 
 from toolexpander.data.schema import Problem, jsonl_rows
 from toolexpander.errors import UserError
+from toolexpander.rewards.formats import CALL_FORMATS
 from toolexpander.rewards.rewards import get_reward
 
 
@@ -29,6 +30,13 @@ def register(subparsers) -> None:
         default="tool_n1",
         metavar="NAME",
         help="tool_n1 (default), toolrl, self_exemplify, or package.module:function",
+    )
+    parser.add_argument(
+        "--call_format",
+        default="tooln1",
+        choices=CALL_FORMATS,
+        help="how the completions write their calls: tooln1 (default, our format), hermes (Qwen), "
+        "llama3_json (Llama 3.x), or native (either, told by each completion)",
     )
     parser.add_argument(
         "--out", type=Path, metavar="FILE", help="where to write the scored lines (default: stdout)"
@@ -79,7 +87,9 @@ def run_score(args, extra) -> int:
     """Score every line, then write them all (so a failed run leaves no partial output)."""
     reward = get_reward(args.reward)
     items = read_items(args.file)
-    rewards = reward([item["completion"] for item in items], [item["answer"] for item in items])
+    # A user's reward need not know call formats: it gets the option only when one is asked for.
+    options = {} if args.call_format == "tooln1" else {"call_format": args.call_format}
+    rewards = reward([item["completion"] for item in items], [item["answer"] for item in items], **options)
     if len(rewards) != len(items):
         raise UserError(f"reward {args.reward!r} returned {len(rewards)} values for {len(items)} completions")
     text = "".join(
