@@ -337,3 +337,34 @@ def test_the_native_recipe_is_the_qwen_recipe_in_native_format():
     native = yaml.safe_load((recipes / "qwen2.5-1.5b-gpu-native.yaml").read_text())
     changed = {"prompt_format": "native", "think_prefill": True, "output_dir": base["output_dir"] + "-native"}
     assert native == {**base, **changed}
+
+
+@pytest.mark.parametrize(
+    ("name", "call_text", "result_text"),
+    [
+        (
+            "qwen2_5",
+            '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}',
+            "<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>",
+        ),
+        # Llama's template reads call.function: earlier calls must reach it in that shape.
+        (
+            "llama3_1",
+            '<|start_header_id|>assistant<|end_header_id|>\n\n{"name": "get_weather", "parameters": {"city": "Rome"}}',
+            '<|start_header_id|>ipython<|end_header_id|>\n\n"sunny"<|eot_id|>',  # it JSON-encodes a string
+        ),
+    ],
+)
+def test_earlier_calls_in_the_context_are_rendered_by_the_template(tokenizer, name, call_text, result_text):
+    tokenizer.chat_template = template(name)
+    earlier = {"name": "get_weather", "arguments": {"city": "Rome"}}
+    task = {
+        **TASK,
+        "messages": [
+            {"role": "user", "content": "Weather in Rome, then Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [earlier]},
+            {"role": "tool", "content": "sunny"},
+        ],
+    }
+    text = native_prompt(tokenizer, task)
+    assert call_text in text and result_text in text

@@ -245,8 +245,18 @@ def _native_demo_turn(demo: dict, call_format: str) -> dict:
         # Llama 3.x templates take one structured call per turn and drop the text beside it.
         payload = "; ".join(json.dumps({"name": c["name"], "parameters": c["arguments"]}) for c in calls)
         return {"role": "assistant", "content": think + payload}
-    structured = [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
-    return {"role": "assistant", "content": think.rstrip(), "tool_calls": structured}
+    return {"role": "assistant", "content": think.rstrip(), "tool_calls": _structured(calls)}
+
+
+def _structured(calls: Sequence[dict]) -> list[dict]:
+    """Calls as chat templates take them (OpenAI's shape; Llama 3.x templates read ``function``)."""
+    return [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
+
+
+def _native_context_turn(message: dict) -> dict:
+    if message.get("tool_calls") is None:
+        return dict(message)
+    return {**message, "tool_calls": _structured(message["tool_calls"])}
 
 
 def native_messages(
@@ -255,7 +265,8 @@ def native_messages(
     """The chat that poses ``task`` in prompt format native, its tools left to the template.
 
     Gold demonstrations answer with structured ``tool_calls``, rollouts with their own text; the
-    task's context messages pass as they are (tool results keep the role the template renders).
+    task's context messages keep their roles (the template renders tool results its own way) and
+    their earlier calls go to the template as structured ``tool_calls`` too.
     """
     if style not in PROMPT_STYLES:
         raise ValueError(f"unknown prompt style {style!r}; choose one of {', '.join(PROMPT_STYLES)}")
@@ -264,7 +275,7 @@ def native_messages(
     turns: list[dict] = []
     for demo in demos:
         turns += [{"role": "user", "content": demo["query"]}, _native_demo_turn(demo, call_format)]
-    turns += [dict(m) for m in task["messages"] if m["role"] != "system"]
+    turns += [_native_context_turn(m) for m in task["messages"] if m["role"] != "system"]
     return [{"role": "system", "content": system}, *turns]
 
 
