@@ -11,9 +11,16 @@ from types import SimpleNamespace
 import pytest
 import trl
 
-from toolexpander.prompts import gold_demo, native_call_format, native_prompt, pose, render_answer
-from toolexpander.rewards import parse_calls, template_call_format, tool_n1, toolrl
-from toolexpander.rewards.formats import _template_calls
+from toolexpander.prompts import (
+    gold_demo,
+    native_call_format,
+    native_prompt,
+    pose,
+    render_answer,
+    template_call_format,
+)
+from toolexpander.rewards import parse_calls, tool_n1, toolrl
+from toolexpander.rewards.call_formats import _template_calls
 from toolexpander.rewards.rewards import self_exemplify_score, tool_n1_score, toolrl_score
 
 TEMPLATES = Path(trl.__file__).parent / "chat_templates"
@@ -274,7 +281,7 @@ def qwen_tiny_dir(tmp_path_factory, tiny_model_dir):
 @pytest.mark.parametrize("prompt_format", ["tooln1", "native"])
 def test_both_formats_train_two_steps_and_evaluate(tmp_path, qwen_tiny_dir, prompt_format):
     from toolexpander.cli import main
-    from toolexpander.data.suite import build_suite
+    from toolexpander.tasks.suite import build_suite
 
     out = tmp_path / "run"
     argv = [
@@ -377,8 +384,8 @@ def test_vllm_eval_in_native_generates_from_the_rendered_tokens_and_reads_hermes
 
     from transformers import AutoTokenizer
 
-    from toolexpander.data.suite import build_suite
     from toolexpander.evaluation.runner import EvalConfig, run_eval
+    from toolexpander.tasks.suite import build_suite
 
     record = build_suite()["test"][0]
     seen = []

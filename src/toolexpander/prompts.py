@@ -12,7 +12,7 @@ model follows turn demos and ignores demos pasted into the system text.
 That is prompt format ``tooln1`` (`build_messages`). Prompt format ``native`` (`native_prompt`)
 poses a task the way the model is served instead: the tokenizer's chat template renders the
 task's tools (``tools=``) and the gold calls of demonstrations (structured ``tool_calls``), and
-the model answers in its template's own call syntax (`toolexpander.rewards.formats`). `pose`
+the model answers in its template's own call syntax (`toolexpander.rewards.call_formats`). `pose`
 serves both.
 """
 
@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from toolexpander.data.schema import query_text
-from toolexpander.rewards.formats import template_call_format
 
 PROMPT_STYLES = ("plain", "self_exemplify")
 PROMPT_FORMATS = ("tooln1", "native")
@@ -220,6 +219,22 @@ def gold_demo(task: dict, think: str | None = None) -> dict:
 def tool_schemas(tools: Sequence[dict]) -> list[dict]:
     """Tools as chat templates and OpenAI-compatible servers take them."""
     return [{"type": "function", "function": tool} for tool in tools]
+
+
+def template_call_format(chat_template: str | None) -> str | None:
+    """The call format (`toolexpander.rewards.call_formats`) a chat template writes calls in, or
+    None when it writes none we read.
+
+    >>> template_call_format("... <tool_call>\\n{{ tool_call.name }} ...")
+    'hermes'
+    """
+    if not chat_template:
+        return None
+    if "<tool_call>" in chat_template:
+        return "hermes"
+    if "<|start_header_id|>" in chat_template and '"parameters"' in chat_template:
+        return "llama3_json"
+    return None
 
 
 def native_call_format(tokenizer) -> str:

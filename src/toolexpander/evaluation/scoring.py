@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from toolexpander.rewards.formats import parse_calls
+from toolexpander.rewards.call_formats import parse_calls
 from toolexpander.rewards.parsing import cut_at_assistant, has_think_tags
 from toolexpander.tasks import TASKS, task_of
 from toolexpander.tasks.base import overall

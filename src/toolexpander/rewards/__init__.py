@@ -2,7 +2,7 @@
 and the self-exemplifying bonus, as TRL reward functions (pure Python, no torch; only the native call formats load transformers'
 response parser, lazily)."""
 
-from toolexpander.rewards.formats import CALL_FORMATS, parse_calls, template_call_format
+from toolexpander.rewards.call_formats import CALL_FORMATS, parse_calls
 from toolexpander.rewards.parsing import (
     cut_at_assistant,
     extract_examples,
@@ -34,7 +34,6 @@ __all__ = [
     "parse_calls",
     "self_exemplify",
     "self_exemplify_score",
-    "template_call_format",
     "tool_n1",
     "tool_n1_score",
     "toolrl",

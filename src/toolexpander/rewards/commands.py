@@ -9,7 +9,7 @@ from typing import Any
 
 from toolexpander.data.schema import Problem, jsonl_rows
 from toolexpander.errors import UserError
-from toolexpander.rewards.formats import CALL_FORMATS
+from toolexpander.rewards.call_formats import CALL_FORMATS
 from toolexpander.rewards.rewards import get_reward
 
 

@@ -13,7 +13,7 @@ malformed answer: that scores as wrong.
 
 Each has a single-item form (`tool_n1_score`, `toolrl_score`, `self_exemplify_score`) that
 takes the completion text. Each reads the calls in ``call_format`` (default ``tooln1``, our
-format; a native run binds the format of its chat template, `toolexpander.rewards.formats`), so
+format; a native run binds the format of its chat template, `toolexpander.rewards.call_formats`), so
 the two prompt formats are scored with the same semantics. `get_reward` finds one by name or by import path.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from toolexpander.data.schema import call_multiset
 from toolexpander.errors import UserError
-from toolexpander.rewards.formats import parse_calls
+from toolexpander.rewards.call_formats import parse_calls
 from toolexpander.rewards.parsing import (
     call_list,
     cut_at_assistant,
@@ -94,7 +94,7 @@ def tool_n1_score(text: str, answer: Any, call_format: str = "tooln1") -> float:
     The text after the last ``<|im_start|>assistant`` must contain ``<think>`` and ``</think>``
     (anywhere) and end its last ``<tool_call>`` block with a call list whose multiset of
     ``(name, canonical arguments)`` equals the answer's; two empty lists match. In a native
-    ``call_format`` (`toolexpander.rewards.formats`) the calls are read in that format instead,
+    ``call_format`` (`toolexpander.rewards.call_formats`) the calls are read in that format instead,
     and compared alike.
 
     >>> tool_n1_score('<think>.</think><tool_call>[{"name": "f", "arguments": {"a": 1, "b": "x"}}]'
@@ -183,7 +183,7 @@ def toolrl_score(text: str, answer: Any, call_format: str = "tooln1") -> float:
     - an answer of ``[]`` is scored like any other (+3 for ``[]``, -3 for any call), where ToolRL
       gives 0 correctness to items answered in prose;
     - in a native ``call_format``, format is 1 iff the reply opens with the think block and its
-      calls read in that format (`toolexpander.rewards.formats.parse_calls`).
+      calls read in that format (`toolexpander.rewards.call_formats.parse_calls`).
     """
     text = cut_at_assistant(text).split(_IM_END, 1)[0].strip()
     if call_format == "tooln1":

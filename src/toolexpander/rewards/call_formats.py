@@ -10,6 +10,8 @@ A *call format* names how a reply writes its calls; the native ones carry the na
   (as vLLM's parser reads them);
 - ``native``: one of the two, told apart by the reply itself (a predictions file with no model).
 
+Which one a chat template writes is `toolexpander.prompts.template_call_format`'s to tell.
+
 A native reply may open with a ``<think>…</think>`` block (the rewards require it); the calls are
 read after it. Each native reply goes first through transformers' response parser with TRL's
 response template of the family (what ``tokenizer.parse_response`` does for a served model), then,
@@ -37,21 +39,6 @@ CALL_FORMATS = ("tooln1", *NATIVE_CALL_FORMATS, "native")
 _HERMES_OPEN, _HERMES_CLOSE = "<tool_call>", "</tool_call>"
 _PYTHON_TAG = "<|python_tag|>"
 _LLAMA_EOT = "<|eot_id|>"
-
-
-def template_call_format(chat_template: str | None) -> str | None:
-    """The native call format a chat template writes calls in, or None when it has none we read.
-
-    >>> template_call_format("... <tool_call>\\n{{ tool_call.name }} ...")
-    'hermes'
-    """
-    if not chat_template:
-        return None
-    if _HERMES_OPEN in chat_template:
-        return "hermes"
-    if "<|start_header_id|>" in chat_template and '"parameters"' in chat_template:
-        return "llama3_json"
-    return None
 
 
 def answer_part(text: str) -> str:
