@@ -190,7 +190,8 @@ def test_a_template_without_tool_calls_is_refused_for_native(tokenizer):
 
 def test_native_prompt_renders_tools_and_gold_demonstrations_through_the_template(tokenizer):
     tokenizer.chat_template = template("qwen2_5")
-    text = pose(TASK, demos=[gold_demo(DEMO_TASK)], prompt_format="native", tokenizer=tokenizer)
+    rollout = {"query": "Sun in Nice?", "completion": "<think>mine</think>\n" + hermes(F5).strip()}
+    text = pose(TASK, demos=[gold_demo(DEMO_TASK), rollout], prompt_format="native", tokenizer=tokenizer)
     assert '<tools>\n{"type": "function", "function": {"name": "get_weather"' in text
     # The demonstration's calls as the template writes them, after its think block.
     assert (
@@ -198,6 +199,8 @@ def test_native_prompt_renders_tools_and_gold_demonstrations_through_the_templat
         '{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n<tool_call>'
     ) in text
     assert text.endswith("<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n")
+    # The policy's own rollout is shown as it wrote it.
+    assert "<|im_start|>assistant\n" + rollout["completion"] + "<|im_end|>" in text
     assert pose(TASK, prompt_format="tooln1")[0]["role"] == "system"  # tooln1: messages, as before
 
 
