@@ -413,3 +413,22 @@ def test_vllm_eval_in_native_generates_from_the_rendered_tokens_and_reads_hermes
     expected = tokenizer(native_prompt(tokenizer, record), add_special_tokens=False)["input_ids"]
     assert seen == [{"prompt_token_ids": expected}]
     assert results["overall"] == 1.0 and results["config"]["call_format"] == "hermes"
+
+
+def test_bfcl_in_native_shows_the_docs_as_bfcl_ships_them_and_checks_hermes_replies(tokenizer):
+    # As BFCL's local Qwen FC handler: the docs with the language hint and BFCL's type names.
+    from toolexpander.evaluation.runner import load_benchmark, prompt_messages
+    from toolexpander.evaluation.scoring import evaluate_records
+    from toolexpander.tasks.bfcl import prompt_tools
+
+    tokenizer.chat_template = template("qwen2_5")
+    records = load_benchmark("bfcl:simple_python").records()[:3]
+    for record in records:
+        text = prompt_messages(record, prompt_format="native", tokenizer=tokenizer)
+        for tool in prompt_tools(record):
+            assert json.dumps({"type": "function", "function": tool}, ensure_ascii=False) in text
+        assert "Python 3 syntax" in text and '"type": "dict"' in text
+    replies = {r["id"]: "<think>.</think>" + hermes(*r["answer"]) for r in records}
+    replies[records[0]["id"]] = "<think>.</think>" + llama(*records[0]["answer"])  # not Hermes: no call
+    items, _ = evaluate_records(records, replies, call_format="hermes")
+    assert [item["valid"] for item in items] == [False, True, True]
