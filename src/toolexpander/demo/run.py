@@ -85,7 +85,7 @@ PRESETS = {
         "cpu",
         suite_level="easy",
         train_items=32,
-        dev_items=12,
+        dev_items=24,
         steps=16,
         prompts_per_step=4,
         num_generations=4,
@@ -93,7 +93,7 @@ PRESETS = {
         max_completion_length=64,
         learning_rate=1e-4,
         curve_every=8,
-        eval_items=24,
+        eval_items=48,  # 24 left 4 vs 7 correct items to chance (two runs of 2026-12-02)
         full_suite_items=12,
         bfcl_items=6,
         eval_max_new_tokens=64,
