@@ -20,6 +20,7 @@ def test_quick_demo_writes_the_report(tmp_path):
     preset = results["preset"]
     assert list(results["arms"]) == ["grpo", "toolexpander", "toolexpander_carry_over"]
     splits = {"test", "test_unseen_tools", "full_suite_test", "bfcl_simple_python"}
+    assert set(results["split_items"]) == splits and all(n > 0 for n in results["split_items"].values())
     for arm, stats in results["arms"].items():
         assert set(stats["splits_before"]) == set(stats["splits_after"]) == splits, arm
         assert all(0.0 <= v <= 1.0 for v in stats["splits_after"].values())
@@ -36,6 +37,7 @@ def test_quick_demo_writes_the_report(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     report = (tmp_path / "report.md").read_text()
     assert all(f"| {arm} |" in report for arm in arms) and "![curves.png](curves.png)" in report
+    assert f"| test ({results['split_items']['test']}) |" in report
 
 
 def test_the_cpu_recipe_is_the_demo_carry_over_arm(capsys):

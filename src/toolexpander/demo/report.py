@@ -77,6 +77,7 @@ def write_report(results: dict, out: Path) -> None:
     plots = write_plots(results, out)
     preset = results["preset"]
     splits = list(next(iter(results["arms"].values()))["splits_after"])
+    headers = [f"{split} ({results['split_items'][split]})" for split in splits]
     lines = [
         "# toolexpander demo",
         "",
@@ -88,9 +89,9 @@ def write_report(results: dict, out: Path) -> None:
             f"Wall time in all: {results['total_seconds'] / 60:.1f} min."
         ),
         "",
-        "Zero-shot accuracy (%), greedy, before -> after training:",
+        "Zero-shot accuracy (%), greedy, before -> after training (items per split in brackets):",
         "",
-        "| arm | " + " | ".join(splits) + " | correct rollouts zero-shot / with demos | train s |",
+        "| arm | " + " | ".join(headers) + " | correct rollouts zero-shot / with demos | train s |",
         "|---|" + "---:|" * len(splits) + "---:|---:|",
     ]
     for arm, stats in results["arms"].items():

@@ -93,7 +93,7 @@ PRESETS = {
         max_completion_length=64,
         learning_rate=1e-4,
         curve_every=8,
-        eval_items=48,  # 24 left 4 vs 7 correct items to chance (two runs of 2026-12-02)
+        eval_items=120,  # whole splits (120 test, 60 unseen tools): 24 or 48 items left a few items to chance
         full_suite_items=12,
         bfcl_items=6,
         eval_max_new_tokens=64,
@@ -408,6 +408,7 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
         "seed": seed,
         "rollouts_per_arm": preset.steps * preset.prompts_per_step * preset.num_generations,
         "base_eval_seconds": time.time() - started,
+        "split_items": {split: len(records) for split, records in data.final.items()},
         "arms": {},
     }
     for arm in ARMS:
