@@ -40,6 +40,36 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert f"| test ({results['split_items']['test']}) |" in report
 
 
+def test_the_report_gives_each_after_figure_its_interval(tmp_path):
+    """A split of n items decides an accuracy only to a few points: the table says how few."""
+    from toolexpander.demo.report import write_report
+
+    stats = {
+        "accuracy_before": 0.0,
+        "accuracy_after": 22 / 120,
+        "splits_before": {"test": 0.0, "bfcl": 0.0},
+        "splits_after": {"test": 22 / 120, "bfcl": 4 / 6},
+        "curve": [{"step": 0, "zero_shot": 0.0, "two_shot": 0.5}],
+        "correct_zero_shot_rollouts": 0.1,
+        "correct_demo_rollouts": 0.4,
+        "train_seconds": 1.0,
+        "hard_ratio_per_round": {"1": 1.0},
+        "swapped_share": 0.5,
+    }
+    preset = {"name": "cpu", "what_it_shows": "x", "steps": 1, "prompts_per_step": 1, "num_generations": 1}
+    results = {
+        "model": "m",
+        "preset": preset | {"train_items": 1, "suite_level": "easy", "dev_items": 1},
+        "rollouts_per_arm": 1,
+        "total_seconds": 60.0,
+        "split_items": {"test": 120, "bfcl": 6},
+        "arms": {"carry": stats},
+    }
+    write_report(results, tmp_path)
+    row = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| carry |"))
+    assert "0.0 -> 18.3 [12.4, 26.2] | 0.0 -> 66.7 [30.0, 90.3] |" in row
+
+
 def test_the_cpu_recipe_is_the_demo_carry_over_arm(capsys):
     """recipes/smollm2-135m-cpu.yaml is `--print-recipe`'s output, and trains what the demo trains."""
     from pathlib import Path
