@@ -57,9 +57,10 @@ def test_the_report_gives_each_after_figure_its_interval(tmp_path):
         "swapped_share": 0.5,
     }
     preset = {"name": "cpu", "what_it_shows": "x", "steps": 1, "prompts_per_step": 1, "num_generations": 1}
+    preset |= {"train_items": 1, "suite_level": "easy", "dev_items": 1}
     results = {
         "model": "m",
-        "preset": preset | {"train_items": 1, "suite_level": "easy", "dev_items": 1},
+        "preset": preset,
         "rollouts_per_arm": 1,
         "total_seconds": 60.0,
         "split_items": {"test": 120, "bfcl": 6},
