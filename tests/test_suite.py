@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -239,6 +240,28 @@ def test_easy_level_poses_single_calls_with_one_distractor():
     # A level has its own records; the full level's are those of the default.
     assert build_suite(0, level="full") == build_suite(0)
     assert [query_text(r) for r in easy["train"]] != [query_text(r) for r in build_suite(0)["train"]]
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from(["easy", "full"]))
+def test_training_items_deal_every_seen_tool_in_turn(seed, level):
+    seen = {tool.name for tool in TOOLS if tool.name not in HELD_OUT_TOOLS}
+    train = build_split("train", 3 * len(seen), seed, level)
+    # The full level's no-call items hide their dealt tool; the easy level shows every one.
+    for start in range(0, len(train), len(seen)):
+        window = train[start : start + len(seen)]
+        called = [record["answer"][0]["name"] for record in window if record["answer"]]
+        if level == "easy":
+            assert sorted(called) == sorted(seen)
+        else:
+            assert len(window) - len(called) >= len(seen) - len(set(called) & seen)
+
+
+def test_the_test_splits_are_those_of_every_earlier_measurement():
+    # Dealing the training tools must leave alone what every reported figure was measured on.
+    splits = [build_suite(0, level=level)[split] for level in ("full", "easy") for split in ("test", "test_unseen_tools")]
+    digest = hashlib.sha256(json.dumps(splits).encode()).hexdigest()
+    assert digest == "19386bc9798d1a3de7a91acfcef30e8fbdd9c1f669b4e90b502ab9cff2fddd45"
 
 
 def test_unknown_level_is_refused():
