@@ -77,7 +77,7 @@ class _SplitPlan:
     templates: str  # "train", "test" or "all"
     pool: str  # value pool: "train" or "test"
     connectors: tuple[str, ...]
-    deal_tools: bool  # each item's (first) tool dealt in turn rather than drawn at random
+    deal_tools: bool = False  # each item's (first) tool dealt in turn rather than drawn at random
 
 
 def _plan(split: str) -> _SplitPlan:
@@ -87,9 +87,9 @@ def _plan(split: str) -> _SplitPlan:
         # third of `test` asked for tools a short run never trained on.
         return _SplitPlan(seen, seen, "train", "train", CONNECTORS["train"], deal_tools=True)
     if split == "test":
-        return _SplitPlan(seen, seen, "test", "test", CONNECTORS["test"], deal_tools=False)
+        return _SplitPlan(seen, seen, "test", "test", CONNECTORS["test"])
     held_out = tuple(TOOLS_BY_NAME[name] for name in HELD_OUT_TOOLS)
-    return _SplitPlan(held_out, TOOLS, "all", "test", CONNECTORS["test"], deal_tools=False)
+    return _SplitPlan(held_out, TOOLS, "all", "test", CONNECTORS["test"])
 
 
 def _templates(tool: SuiteTool, which: str) -> tuple[str, ...]:
