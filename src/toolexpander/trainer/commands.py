@@ -100,5 +100,8 @@ def run_train(args, extra: list[str]) -> int:
         raise UserError(f"invalid training configuration: {error}") from error
     trainer.train(resume_from_checkpoint=resume_target(config))
     trainer.save_model(config.output_dir)
+    # Destroys the process group of a multi-process run: left to interpreter exit, gloo's threads
+    # sometimes abort the process ("terminate called without an active exception") after a good run.
+    trainer.accelerator.end_training()
     print(f"saved to {config.output_dir} (metrics.jsonl, hard_samples.jsonl)")
     return 0
