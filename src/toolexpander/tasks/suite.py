@@ -4,9 +4,9 @@
 boolean, array, enum, optional ones) and six query templates. Five tools are held out entirely: they
 appear only in the ``test_unseen_tools`` split. Splits:
 
-- ``train``: the first four templates of each seen tool, values from the train pools; the tools
-  are dealt in turn (each seen tool once in every 26 items, in a shuffled order), so a run on the
-  first N >= 26 training items has trained on every tool that ``test`` asks for;
+- ``train``: the first four templates of each seen tool, values from the train pools, drawn at
+  random; each tool's first item is moved to the front, so a run on the first N >= 26 training
+  items has trained on every tool that ``test`` asks for;
 - ``test``: the same tools, the last two templates and values from the test pools, so no test query
   reuses a phrasing or a (non-enum) value seen in training;
 - ``test_unseen_tools``: calls only the held-out tools (any template, test values).
@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 from toolexpander.data.schema import make_record
@@ -77,15 +75,13 @@ class _SplitPlan:
     templates: str  # "train", "test" or "all"
     pool: str  # value pool: "train" or "test"
     connectors: tuple[str, ...]
-    deal_tools: bool = False  # each item's (first) tool dealt in turn rather than drawn at random
+    lead_with_each_tool: bool = False  # see `_lead_with_each_tool`
 
 
 def _plan(split: str) -> _SplitPlan:
     seen = tuple(t for t in TOOLS if t.name not in HELD_OUT_TOOLS)
     if split == "train":
-        # Dealt: the first 32 items of a random draw covered only 18 of the 26 tools (seed 0), so a
-        # third of `test` asked for tools a short run never trained on.
-        return _SplitPlan(seen, seen, "train", "train", CONNECTORS["train"], deal_tools=True)
+        return _SplitPlan(seen, seen, "train", "train", CONNECTORS["train"], lead_with_each_tool=True)
     if split == "test":
         return _SplitPlan(seen, seen, "test", "test", CONNECTORS["test"])
     held_out = tuple(TOOLS_BY_NAME[name] for name in HELD_OUT_TOOLS)
@@ -96,17 +92,9 @@ def _templates(tool: SuiteTool, which: str) -> tuple[str, ...]:
     return {"train": tool.train_templates, "test": tool.test_templates, "all": tool.templates}[which]
 
 
-def _dealt(rng: random.Random, tools: tuple[SuiteTool, ...]) -> Iterator[SuiteTool]:
-    """``tools`` in turn, each round in a new shuffled order."""
-    while True:
-        yield from rng.sample(tools, len(tools))
-
-
-def _draw_item(
-    rng: random.Random, kind: str, plan: _SplitPlan, level: Level, first: SuiteTool
-) -> tuple[str, list[dict], list[dict]]:
-    """One item of ``kind`` about tool ``first``: its query, gold calls and shown tools (right ones
-    and distractors, shuffled)."""
+def _draw_item(rng: random.Random, kind: str, plan: _SplitPlan, level: Level) -> tuple[str, list[dict], list[dict]]:
+    """One item of ``kind``: its query, gold calls and shown tools (right ones and distractors, shuffled)."""
+    first = rng.choice(plan.callable)
     query, call = first.draw_call(rng, _templates(first, plan.templates), plan.pool)
     calls, right = [call], [first]
     if kind == "parallel":
@@ -129,15 +117,18 @@ def _draw_item(
     return query, calls, [tool.schema() for tool in shown]
 
 
-def _fresh_item(rng: random.Random, kind: str, plan: _SplitPlan, level: Level, first: SuiteTool | None,
-                queries: set[str]) -> tuple[str, list[dict], list[dict]] | None:
-    """An item whose query is not in ``queries``, about ``first`` (or a tool drawn anew for each try),
-    or None after `MAX_DRAWS` tries."""
-    for _ in range(MAX_DRAWS):
-        item = _draw_item(rng, kind, plan, level, first or rng.choice(plan.callable))
-        if item[0] not in queries:
-            return item
-    return None
+def _lead_with_each_tool(items: list[tuple[str, str, list[dict], list[dict]]]) -> list[tuple[str, str, list[dict], list[dict]]]:
+    """``items`` (kind, query, calls, tools) with each called tool's first item moved to the front, the
+    rest in drawn order. A short run on the first N items then trains on every tool the split calls,
+    once N reaches their number (26 seen tools): drawn at random, the first 32 items called only 18
+    of them (seed 0), so a third of `test` asked for tools such a run never trained on. Only the
+    order changes, so the demonstration pool (the whole split) is the one drawn at random."""
+    first_of_tool: dict[str, int] = {}
+    for index, (_, _, calls, _) in enumerate(items):
+        if calls:
+            first_of_tool.setdefault(calls[0]["name"], index)
+    leading = set(first_of_tool.values())
+    return [items[i] for i in sorted(leading)] + [item for i, item in enumerate(items) if i not in leading]
 
 
 def _kinds(n: int, level: Level) -> list[str]:
@@ -151,28 +142,28 @@ def build_split(split: str, n: int, seed: int = 0, level: str = "full") -> list[
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if level not in LEVELS:
         raise ValueError(f"unknown suite level {level!r}; choose one of {', '.join(LEVELS)}")
-    # The full level keeps its original RNG stream, and the test splits draw as they always did, so
-    # their records do not change (only the train split's, when its tools came to be dealt).
+    # The full level keeps its original RNG stream, so its records do not change.
     rng = random.Random(f"toolexpander-suite:{seed}:{split}" + ("" if level == "full" else f":{level}"))
     plan = _plan(split)
     kinds = _kinds(n, LEVELS[level])
     rng.shuffle(kinds)
-    records, queries = [], set()
-    dealer = _dealt(rng, plan.callable) if plan.deal_tools else None
-    for i, kind in enumerate(kinds, start=1):
-        # A dealt tool out of new queries (a few have only 8-30) passes its turn to the next one.
-        for first in islice(dealer, len(plan.callable)) if dealer else [None]:
-            item = _fresh_item(rng, kind, plan, LEVELS[level], first, queries)
-            if item:
+    items, queries = [], set()
+    for kind in kinds:
+        for _ in range(MAX_DRAWS):
+            query, calls, tools = _draw_item(rng, kind, plan, LEVELS[level])
+            if query not in queries:
                 break
         else:
             raise ValueError(f"could not draw {n} distinct queries for split {split!r}; ask for fewer")
-        query, calls, tools = item
         queries.add(query)
-        prefix = "suite" if level == "full" else f"suite-{level}"
-        records.append(make_record(f"{prefix}-{split}-{i:04d}", [{"role": "user", "content": query}], tools, calls,
-                                   task=NAME, kind=kind))
-    return records
+        items.append((kind, query, calls, tools))
+    if plan.lead_with_each_tool:
+        items = _lead_with_each_tool(items)
+    prefix = "suite" if level == "full" else f"suite-{level}"
+    return [
+        make_record(f"{prefix}-{split}-{i:04d}", [{"role": "user", "content": query}], tools, calls, task=NAME, kind=kind)
+        for i, (kind, query, calls, tools) in enumerate(items, start=1)
+    ]
 
 
 def build_suite(seed: int = 0, *, n_train: int = 300, n_test: int = 120,
