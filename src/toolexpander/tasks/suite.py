@@ -89,6 +89,10 @@ def _templates(tool: SuiteTool, which: str) -> tuple[str, ...]:
     return {"train": tool.train_templates, "test": tool.test_templates, "all": tool.templates}[which]
 
 
+# A drawn item before it becomes a record: its kind, query, gold calls and shown tools.
+_Item = tuple[str, str, list[dict], list[dict]]
+
+
 def _draw_item(rng: random.Random, kind: str, plan: _SplitPlan, level: Level) -> tuple[str, list[dict], list[dict]]:
     """One item of ``kind``: its query, gold calls and shown tools (right ones and distractors, shuffled)."""
     first = rng.choice(plan.callable)
@@ -114,12 +118,12 @@ def _draw_item(rng: random.Random, kind: str, plan: _SplitPlan, level: Level) ->
     return query, calls, [tool.schema() for tool in shown]
 
 
-def _lead_with_each_tool(items: list[tuple[str, str, list[dict], list[dict]]]) -> list[tuple[str, str, list[dict], list[dict]]]:
-    """``items`` (kind, query, calls, tools) with each called tool's first item moved to the front, the
-    rest in drawn order. A short run on the first N items then trains on every tool the split calls,
-    once N reaches their number (26 seen tools): drawn at random, the first 32 items called only 18
-    of them (seed 0), so a third of `test` asked for tools such a run never trained on. Only the
-    order changes, so the demonstration pool (the whole split) is the one drawn at random."""
+def _lead_with_each_tool(items: list[_Item]) -> list[_Item]:
+    """``items`` with each called tool's first item moved to the front, the rest in drawn order. A
+    short run on the first N items then trains on every tool the split calls, once N reaches their
+    number (26 seen tools): drawn at random, the first 32 items called only 18 of them (seed 0), so a
+    third of `test` asked for tools such a run never trained on. Only the order changes, so the
+    demonstration pool (the whole split) is the one drawn at random."""
     first_of_tool: dict[str, int] = {}
     for index, (_, _, calls, _) in enumerate(items):
         if calls:
@@ -139,12 +143,13 @@ def build_split(split: str, n: int, seed: int = 0, level: str = "full") -> list[
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if level not in LEVELS:
         raise ValueError(f"unknown suite level {level!r}; choose one of {', '.join(LEVELS)}")
-    # The full level keeps its original RNG stream, so its records do not change.
+    # The full level keeps its original RNG stream, so it draws the records it always did.
     rng = random.Random(f"toolexpander-suite:{seed}:{split}" + ("" if level == "full" else f":{level}"))
     plan = _plan(split)
     kinds = _kinds(n, LEVELS[level])
     rng.shuffle(kinds)
-    items, queries = [], set()
+    items: list[_Item] = []
+    queries = set()
     for kind in kinds:
         for _ in range(MAX_DRAWS):
             query, calls, tools = _draw_item(rng, kind, plan, LEVELS[level])
