@@ -4,9 +4,11 @@ The mix imitates GRPO batches: 1000 tasks x 10 rollouts, the answer stored as JS
 trainer does), rollouts drawn from: correct single and parallel calls (shuffled order), wrong
 values or names, malformed JSON, no think block, prose without a block, long reasoning, an
 empty call list, and self-made examples. Prints one JSON line; the target is
-``tool_n1_per_s >= 100000``.
+``tool_n1_per_s >= 100000``. It also times one degenerate native reply of 32,000 ``<tool_call>``
+blocks scored with ``--call_format hermes`` and ``native`` (transformers' response parser alone
+took 41 s on it); the target is under a second each.
 
-    python benchmarks/reward_throughput.py [--tasks 1000] [--repeats 5]
+    python benchmarks/reward_throughput.py [--tasks 1000] [--repeats 5] [--many_calls 32000]
 """
 
 from __future__ import annotations
@@ -105,12 +107,26 @@ def per_second(reward, completions: list[str], answers: list[str], repeats: int)
     return len(completions) / best
 
 
+def many_calls_seconds(call_format: str, count: int, repeats: int) -> float:
+    """Best CPU seconds of ``repeats`` to score one reply of ``count`` hermes ``<tool_call>`` blocks."""
+    rng = random.Random(0)
+    calls = [random_call(rng) for _ in range(count)]
+    reply = "<think>.</think>" + "".join(f"\n<tool_call>\n{json.dumps(c)}\n</tool_call>" for c in calls)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        tool_n1([reply], [json.dumps(calls)], call_format=call_format)
+        best = min(best, time.process_time() - start)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--group", type=int, default=10, help="rollouts per task")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--many_calls", type=int, default=32_000, help="blocks in the degenerate reply")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):  # one core, whatever the machine
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -124,6 +140,9 @@ def main() -> None:
         "toolrl_per_s": round(per_second(toolrl, completions, answers, args.repeats)),
         "self_exemplify_per_s": round(per_second(self_exemplify, completions, answers, args.repeats)),
     }
+    for call_format in ("hermes", "native"):
+        seconds = many_calls_seconds(call_format, args.many_calls, args.repeats)
+        result[f"{call_format}_{args.many_calls}_calls_s"] = round(seconds, 3)
     print(json.dumps(result))
 
 

@@ -1,6 +1,7 @@
 """``toolexpander eval --predictions``: outputs, missing predictions, and bad input (exit 2)."""
 
 import json
+import os
 
 import pytest
 
@@ -198,3 +199,59 @@ def test_apibank_rejected_inputs_are_reported(tmp_path, shared_data, capsys):
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert len(results["rejected_inputs"]) == 14 and results["categories"]["apibank_l2"]["n"] == 121
     assert capsys.readouterr().err.count("rejected input: ") == 14
+
+
+def _our_schema_run(tmp_path, completion: str) -> list[str]:
+    """``eval`` arguments scoring one item of our schema with ``completion``."""
+    record = {
+        "id": "a",
+        "messages": [{"role": "user", "content": "Weather in Oslo?"}],
+        "tools": [{"name": "w", "parameters": {"type": "object"}}],
+        "answer": [{"name": "w", "arguments": {"city": "Oslo"}}],
+    }
+    data = tmp_path / "mine.jsonl"
+    data.write_text(json.dumps(record) + "\n")
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text(json.dumps({"id": "a", "completion": completion}) + "\n")  # "\ud800" stays an escape
+    return ["eval", "--bench", str(data), "--predictions", str(predictions), "--out", str(tmp_path / "o")]
+
+
+def test_a_lone_surrogate_in_a_prediction_is_written_to_both_files(tmp_path, capsys):
+    completion = "<think>\ud800</think>" + render_answer([{"name": "w", "arguments": {"city": "Oslo"}}])
+    assert main(_our_schema_run(tmp_path, completion)) == 0
+    [item] = [json.loads(line) for line in (tmp_path / "o" / "items.jsonl").read_bytes().decode().splitlines()]
+    assert item["completion"] == completion
+    results = json.loads((tmp_path / "o" / "results.json").read_bytes().decode())
+    assert results["categories"]["mine"] == {"accuracy": 1.0, "correct": 1, "n": 1}
+
+
+def _failing_the_second_time(real):
+    calls = []
+
+    def call(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(*args)
+
+    return call
+
+
+@pytest.mark.parametrize("failing, left", [("os.fsync", "earlier pair"), ("os.replace", "new items alone")])
+def test_a_failed_write_never_leaves_new_items_beside_stale_results(tmp_path, monkeypatch, capsys, failing, left):
+    """fsync: results.json's text fails before anything is replaced; replace: its rename fails after
+    items.jsonl's (the one gap atomic renames leave), and the stale results.json goes."""
+    argv = _our_schema_run(tmp_path, render_answer([]))
+    assert main(argv) == 0
+    out = tmp_path / "o"
+    earlier = {path.name: path.read_bytes() for path in out.iterdir()}
+    argv[argv.index("--predictions") + 1] = str(_write_predictions(tmp_path / "q.jsonl", []))
+    monkeypatch.setattr(failing, _failing_the_second_time(getattr(os, failing.removeprefix("os."))))
+    assert main(argv) == 2
+    assert f"error: cannot write to {out}: disk full" in capsys.readouterr().err
+    now = {path.name: path.read_bytes() for path in out.iterdir()}
+    if left == "earlier pair":
+        assert now == earlier
+    else:
+        assert list(now) == ["items.jsonl"]
+        assert json.loads(now["items.jsonl"])["error_type"] == "missing_prediction"

@@ -86,6 +86,32 @@ def test_parallel_llama_calls_are_beyond_the_template_parser_and_read_by_ours():
     assert parse_calls(llama(F5, G), "llama3_json") == [F5, G]
 
 
+def many(count: int) -> list[dict]:
+    return [{"name": "f", "arguments": {"i": i}} for i in range(count)]
+
+
+@pytest.mark.parametrize(("family", "render"), [("hermes", hermes), ("llama3_json", llama)])
+def test_a_reply_of_many_calls_reads_as_the_template_parser_read_it(family, render):
+    # 300 calls: past TEMPLATE_MAX_MARKERS, so our reader reads them; the template parser (which
+    # read such replies before) gives the same calls, or None where it cannot (parallel Llama).
+    reply = "<think>.</think>" + render(*many(300))
+    assert parse_calls(reply, family) == parse_calls(reply, "native") == many(300)
+    assert _template_calls(render(*many(300)), family) in (many(300), None)
+
+
+@pytest.mark.parametrize(("family", "render"), [("hermes", hermes), ("llama3_json", llama)])
+def test_32000_calls_are_read_without_the_template_parser(monkeypatch, family, render):
+    from toolexpander.rewards import call_formats
+
+    seen = []
+    monkeypatch.setattr(call_formats, "_template_calls", lambda answer, family: seen.append(family))
+    assert parse_calls("<think>.</think>" + render(F5, G), family) == [F5, G]
+    assert seen == [family]  # a short reply still goes to it first
+    reply = "<think>.</think>" + render(*many(32_000))
+    assert parse_calls(reply, family) == parse_calls(reply, "native") == many(32_000)
+    assert seen == [family]
+
+
 def test_a_hermes_model_writing_bare_json_makes_no_call():
     # What vLLM's hermes parser returns for it: content, no tool call.
     assert parse_calls("<think>.</think>" + llama(F5), "hermes") == []

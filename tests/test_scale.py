@@ -93,6 +93,36 @@ def test_two_processes_write_the_same_ledger_as_one(
     assert any(shots > 0 for _, _, _, shots, _ in ledgers["two"])  # the demonstrations path ran
 
 
+# Run under `accelerate launch`: train through the CLI, then list the gloo threads still alive.
+GLOO_THREADS_AFTER_MAIN = """
+import json, os, sys
+from toolexpander.cli import main
+code = main(sys.argv[1:])
+names = [open(f"/proc/self/task/{tid}/comm").read().strip() for tid in os.listdir("/proc/self/task")]
+print(json.dumps({"rank": os.environ["RANK"], "code": code, "gloo": sorted(n for n in names if "gloo" in n)}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads through /proc (Linux)")
+def test_a_two_process_run_tears_gloo_down_before_the_interpreter_exits(tmp_path, tiny_model_dir):
+    """The exit abort ("terminate called without an active exception", SIGABRT on one rank after a
+    good run) came from the gloo process group dying during interpreter finalization: the trainer is
+    a reference cycle, so its DDP model, which holds the group, was collected only then. `train` now
+    frees it and destroys the group before returning, so no gloo thread outlives `main`."""
+    script = tmp_path / "train_then_list_threads.py"
+    script.write_text(GLOO_THREADS_AFTER_MAIN)
+    argv = train_argv(tiny_model_dir, tmp_path / "run", "--max_steps", "2", "--max_train_items", "2")
+    argv += ["--per_device_train_batch_size", "4"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [*ACCELERATE_2PROC, "--main_process_port", str(free_port()), str(script), *argv]
+    done = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"rank"')]
+    assert sorted(r["rank"] for r in reports) == ["0", "1"]
+    assert all(r["code"] == 0 and r["gloo"] == [] for r in reports), reports
+
+
 def test_lora_trains_and_saves_an_adapter(tmp_path, tiny_model_dir):
     from safetensors.torch import load_file
 

@@ -102,6 +102,40 @@ def test_malformed_lines_are_all_reported_and_nothing_is_written(tmp_path, capsy
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ([1, 2], "answer[0] must be an object; answer[1] must be an object"),
+        ([{"name": "f"}], "answer[0].arguments must be an object"),
+        ([{"arguments": {}}], "answer[0] has no name"),
+        ("[1, 2]", "answer[0] must be an object; answer[1] must be an object"),
+        ("not json", "'answer' is a string but not the JSON text of a call list"),
+        (json.dumps(CALL), "'answer' is a string but not the JSON text of a call list"),
+        ("null", "'answer' is a string but not the JSON text of a call list"),
+        ("[" * 100_000 + "]" * 100_000, "'answer' is a string but not the JSON text of a call list"),
+    ],
+)
+def test_a_malformed_answer_is_a_malformed_line(tmp_path, capsys, answer, reason):
+    path = write_lines(
+        tmp_path / "in.jsonl",
+        [{"completion": RIGHT, "answer": [CALL]}, "\n", {"completion": RIGHT, "answer": answer}],
+    )
+    assert main(["score", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"{path}:2: {reason}",
+        f"error: 1 malformed line(s) in {path}; nothing was scored",
+    ]
+
+
+@pytest.mark.parametrize("answer", [[], "[]", json.dumps([CALL]), json.dumps(json.dumps([CALL])), None])
+def test_every_form_of_a_well_formed_answer_is_scored(tmp_path, capsys, answer):
+    path = write_lines(tmp_path / "in.jsonl", [{"completion": RIGHT, "answer": answer}])
+    assert main(["score", str(path)]) == 0
+    assert len(scored(capsys.readouterr().out)) == 1
+
+
 def test_unknown_reward_exits_2(good_file, capsys):
     assert main(["score", "--reward", "nope", str(good_file)]) == 2
     assert "unknown reward 'nope'" in capsys.readouterr().err
@@ -129,3 +163,53 @@ def test_native_completions_are_scored_in_their_call_format(tmp_path, capsys):
     assert [row["reward"] for row in scored(capsys.readouterr().out)] == [1.0]
     assert main(["score", str(path)]) == 0  # read as our format: only the last block counts
     assert [row["reward"] for row in scored(capsys.readouterr().out)] == [0.0]
+
+
+# A JSON "\ud800" escape: the completion holds a lone surrogate, which UTF-8 cannot encode.
+SURROGATE_LINE = '{"id": "s", "completion": "odd \\ud800 é\\u2028", "answer": null}\n'
+
+
+def test_a_lone_surrogate_is_written_as_valid_utf8_json_that_reads_back(tmp_path, capsys):
+    path = write_lines(tmp_path / "odd.jsonl", [SURROGATE_LINE])
+    out = tmp_path / "scored.jsonl"
+    assert main(["score", str(path), "--out", str(out)]) == 0
+    [row] = scored(out.read_bytes().decode("utf-8"))
+    assert row == {"id": "s", "completion": "odd \ud800 é\u2028", "answer": None, "reward": 0.0}
+    assert main(["score", str(path)]) == 0  # stdout too
+    assert scored(capsys.readouterr().out) == [row]
+    assert main(["score", str(out), "--out", str(tmp_path / "again.jsonl")]) == 0  # our output is valid input
+
+
+def test_out_may_be_the_input_file(tmp_path):
+    path = write_lines(tmp_path / "in.jsonl", [SURROGATE_LINE, {"completion": RIGHT, "answer": [CALL]}, "\n"])
+    assert main(["score", str(path), "--out", str(path)]) == 0
+    assert [row["reward"] for row in scored(path.read_text(encoding="utf-8"))] == [0.0, 1.0]
+
+
+def _reward_that_raises(completions, answer, **kwargs):
+    raise RuntimeError("reward failed")
+
+
+def _reward_not_json(completions, answer, **kwargs):
+    return [0.0] + [object()] * (len(completions) - 1)  # the text fails at its second line
+
+
+@pytest.mark.parametrize("reward, error", [("_reward_that_raises", RuntimeError), ("_reward_not_json", TypeError)])
+def test_a_failed_run_leaves_the_input_it_was_to_overwrite(good_file, reward, error):
+    before = good_file.read_bytes()
+    with pytest.raises(error):
+        main(["score", str(good_file), "--out", str(good_file), "--reward", f"{__name__}:{reward}"])
+    assert good_file.read_bytes() == before
+
+
+def test_a_failed_write_exits_2_and_leaves_the_input_and_no_temporary_file(good_file, monkeypatch, capsys):
+    before = good_file.read_bytes()
+
+    def replace_failing(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", replace_failing)
+    assert main(["score", str(good_file), "--out", str(good_file)]) == 2
+    assert f"error: cannot write {good_file}: disk full" in capsys.readouterr().err
+    assert good_file.read_bytes() == before
+    assert [path.name for path in good_file.parent.iterdir()] == [good_file.name]

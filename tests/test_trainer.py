@@ -3,16 +3,21 @@ wiring (escalation, fading, re-roll), the files a run writes, bad configs, and S
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 from toolexpander.cli import main
+from toolexpander.errors import UserError
+from toolexpander.trainer.trainer import truncate_jsonl_after_step
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "tiny-cpu.yaml")
@@ -231,6 +236,95 @@ def test_sigkill_between_checkpoints_then_resume_matches_an_uninterrupted_run(tm
     assert json.loads((killed / final).read_text()) == json.loads((reference / final).read_text())
     steps = [m["step"] for m in read_jsonl(killed / "metrics.jsonl") if "hard/ratio" in m]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def _run_killed_during_step_2(tmp_path, tiny_model_dir) -> tuple[Path, list[dict]]:
+    """A 2-step run saved at each step, rolled back to checkpoint-1 as if killed during step 2 (whose
+    rows its logs already hold); also the ledger the whole run wrote."""
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_model_dir, out, "--max_steps", "2", "--save_steps", "1")) == 0
+    shutil.rmtree(out / "checkpoint-2")
+    return out, read_jsonl(out / "hard_samples.jsonl")
+
+
+def _resume(out: Path, tiny_model_dir: str, *overrides: str) -> int:
+    return exit_code(
+        train_argv(tiny_model_dir, out, "--max_steps", "2", "--resume_from_checkpoint", "true", *overrides)
+    )
+
+
+def _train_steps(out: Path) -> list[int]:
+    return [m["step"] for m in read_jsonl(out / "metrics.jsonl") if "hard/ratio" in m]
+
+
+def test_resume_drops_a_torn_last_line_with_a_warning(tmp_path, tiny_model_dir):
+    out, ledger = _run_killed_during_step_2(tmp_path, tiny_model_dir)
+    torn = []
+    for name in ("hard_samples.jsonl", "metrics.jsonl"):
+        torn.append(f"{out / name}:{len(read_jsonl(out / name)) + 1}: dropped the torn last line")
+        with (out / name).open("ab") as handle:  # a kill in the middle of an append, even of a character
+            handle.write('{"step": 2, "id": "é'.encode()[:-1])
+    with pytest.warns(UserWarning) as caught:
+        assert _resume(out, tiny_model_dir) == 0
+    assert [str(w.message) for w in caught if "torn" in str(w.message)] == [
+        f"{line} of a run killed while writing it" for line in torn
+    ]
+    assert read_jsonl(out / "hard_samples.jsonl") == ledger  # step 2's rows once, written anew
+    assert _train_steps(out) == [1, 2]
+
+
+def test_resume_refuses_a_checkpoint_without_our_state_unless_told(tmp_path, tiny_model_dir, capsys):
+    out, ledger = _run_killed_during_step_2(tmp_path, tiny_model_dir)
+    (out / "checkpoint-1" / "toolexpander_state.json").unlink()
+    assert _resume(out, tiny_model_dir) == 2
+    err = capsys.readouterr().err
+    assert f"error: {out / 'checkpoint-1'} holds no toolexpander_state.json" in err
+    assert "--resume_without_hard_sampling_state true" in err
+    assert read_jsonl(out / "hard_samples.jsonl") == ledger  # refused before touching the logs
+    with pytest.warns(UserWarning, match="hard sampling restarts from scratch"):
+        assert _resume(out, tiny_model_dir, "--resume_without_hard_sampling_state", "true") == 0
+    assert [row["step"] for row in read_jsonl(out / "hard_samples.jsonl")] == [row["step"] for row in ledger]
+    assert _train_steps(out) == [1, 2]
+
+
+ROWS = '{"step": 1, "id": "é\\ud800"}\n{"step": 2}\n\n{"step": 1}\n'
+
+
+@pytest.mark.parametrize(
+    "tail, torn_line",
+    [
+        ("", None),
+        ('{"step": 1, "id": "c', 5),
+        ('{"step": 1, "id": "c\n\n', 5),  # blank lines after it: still the last line
+        ("{", 5),
+    ],
+)
+def test_truncate_keeps_rows_up_to_the_step_and_drops_a_torn_last_line(tmp_path, tail, torn_line):
+    path = tmp_path / "hard_samples.jsonl"
+    path.write_text(ROWS + tail, encoding="utf-8")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        truncate_jsonl_after_step(path, 1)
+    assert [str(w.message) for w in caught] == (
+        [f"{path}:{torn_line}: dropped the torn last line of a run killed while writing it"] if torn_line else []
+    )
+    assert read_jsonl(path) == [{"step": 1, "id": "é\ud800"}, {"step": 1}]
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ('{"step": 1}\n{"step": 1, "id"\n{"step": 2}\n', "2: broken JSON: Expecting ':' delimiter"),
+        ('{"step": 1}\n{"id": "a"}\n', "2: a row without an integer 'step'"),
+        ('{"step": 1}\n["step", 1]\n{"step": 2}\n', "2: a row without an integer 'step'"),
+    ],
+)
+def test_truncate_refuses_a_damaged_line_that_is_not_torn(tmp_path, text, reason):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(f"{path}:{reason}; resuming needs this line mended or deleted")):
+        truncate_jsonl_after_step(path, 1)
+    assert path.read_text(encoding="utf-8") == text
 
 
 @pytest.mark.parametrize("scale_rewards, low, high", [("group", 1.0, 2.0), ("none", 0.005, 0.01)])

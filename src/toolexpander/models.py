@@ -92,6 +92,7 @@ def _dequantised_cache(gguf_file: str, dtype) -> Path:
 
 def load_model_and_tokenizer(name_or_path: str, *, dtype=None, device: str | None = None):
     """Load ``(model, tokenizer)`` ready for batched generation: left padding, a pad token."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source, gguf_file, description = resolve_model(name_or_path)
@@ -106,6 +107,9 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype=None, device: str | Non
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or "auto", **kwargs)
     except OSError as error:
         raise UserError(f"cannot load model {name_or_path!r}: {error}") from error
+    except SafetensorError as error:  # an empty or cut-off weights file; the message names no file
+        broken = unreadable_safetensors(Path(source)) or "a *.safetensors file"
+        raise UserError(f"cannot load model {name_or_path!r}: {broken} is damaged ({error})") from error
     if gguf_file is not None:
         # The weights are plain float tensors now; drop the GGUF marker so they can be saved.
         model.hf_quantizer = None
@@ -120,6 +124,19 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype=None, device: str | Non
         model.to(device)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def unreadable_safetensors(folder: Path) -> Path | None:
+    """The first ``*.safetensors`` file in ``folder`` whose header does not read, if any."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(path, "pt"):
+                pass
+        except SafetensorError:
+            return path
+    return None
 
 
 def model_description(name_or_path: str) -> str:

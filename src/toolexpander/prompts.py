@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from toolexpander.data.schema import query_text
+from toolexpander.files import dumps_json, write_file
 
 PROMPT_STYLES = ("plain", "self_exemplify")
 PROMPT_FORMATS = ("tooln1", "native")
@@ -171,7 +172,7 @@ def save_run_prompt(
 ) -> None:
     """Record in ``folder`` (a saved model) the prompt it was trained with."""
     payload = {"prompt_style": style, "think_prefill": think_prefill, "prompt_format": prompt_format}
-    (Path(folder) / RUN_PROMPT_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_file(Path(folder) / RUN_PROMPT_FILE, dumps_json(payload, indent=2) + "\n")
 
 
 def read_run_prompt(folder: str | Path) -> dict:

@@ -3,10 +3,13 @@ source row into toolexpander records, and the one convert-and-validate path (`co
 
 `FORMATS` registers the training-data formats; the benchmarks register theirs in their task
 module (`toolexpander.tasks.bfcl`, `toolexpander.tasks.apibank`), and
-`toolexpander.tasks.load_records` reads any of them. Every record a converter yields is
-checked with `record_errors`. Nothing is dropped silently: a broken line, a row that cannot
-be converted or an invalid record becomes a `Problem` (``PATH:LINE: reason``; LINE is the
-1-based line of a JSONL file or the 1-based index of a JSON array, parquet file or hub split).
+`toolexpander.tasks.load_records` reads any of them. A row is checked against its format's
+`Format.shape` and for nesting (`toolexpander.data.schema.MAX_DEPTH`) before its converter reads
+it, and every record a converter yields with `record_errors`. Nothing is dropped silently and
+one row costs only itself: a broken line, a row that cannot be converted (whatever the converter
+raises) or an invalid record becomes a `Problem` (``PATH:LINE: reason``; LINE is the 1-based line
+of a JSONL file or the 1-based index of a JSON array, parquet file or hub split). A file that is
+not data at all (binary, UTF-16, a corrupt parquet) is a UserError.
 
 Formats and what their converters decide:
 
@@ -65,13 +68,17 @@ from typing import Any
 from toolexpander.data.schema import (
     GENERIC_TASK,
     REQUIRED_FIELDS,
+    TOO_DEEP,
     LoadResult,
     Problem,
     Row,
     call_turn,
+    json_reason,
     jsonl_rows,
     make_record,
     record_errors,
+    shown,
+    too_deep,
 )
 from toolexpander.errors import UserError
 
@@ -79,6 +86,16 @@ from toolexpander.errors import UserError
 # Its int argument is the row's 0-based index (0-based line in a JSONL file); keyword arguments
 # are what the format's `Format.context` read from the file (BFCL's answers, API-Bank's level).
 Converter = Callable[..., Iterator[dict | str]]
+
+# What a source row must hold, checked by `shape_errors` before its converter reads it: a type
+# or a tuple of types; ``{key: shape}`` for an object (a key ending in "?" is optional);
+# ``[shape]`` for a list of such values. ``object`` takes any value.
+Shape = Any
+
+# The longest text handed to `ast` (a call list, a literal): far beyond real data (7,000
+# characters at most in ../shared/data). Longer text is refused before `ast` sees it: its parser
+# overflows on hostile text such as 100,000 "-" (MemoryError), and costs grow with length.
+MAX_LITERAL_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -100,19 +117,84 @@ class Format:
     family: str | None = field(
         default=None, metadata={"help": "another name --format reads it by, when the first row matches"}
     )
+    shape: dict = field(
+        default_factory=dict, metadata={"help": "the fields a row needs, with their types (`Shape`)"}
+    )
 
 
 # ----- small parsing helpers -------------------------------------------------------------------
 
 
-def _loads(text: Any, what: str) -> Any:
-    """``json.loads`` for fields that hold JSON text; a value that is not a string passes as is."""
-    if not isinstance(text, str):
-        return text
+_NOUNS = {str: ("a string", "strings"), list: ("a list", "lists"), dict: ("an object", "objects")}
+
+
+def _noun(shape: Shape, plural: bool = False) -> str:
+    """What a `Shape` asks for, in words: "a string or a list", "a list of objects"."""
+    if isinstance(shape, dict):
+        return "objects" if plural else "an object"
+    if isinstance(shape, list):
+        return "lists" if plural else f"a list of {_noun(shape[0], plural=True)}"
+    return " or ".join(_NOUNS[kind][plural] for kind in (shape if isinstance(shape, tuple) else (shape,)))
+
+
+def _place(where: str) -> str:
+    """A field as reasons name it: a top-level one quoted, a nested one as a path."""
+    return where if "[" in where or "." in where else repr(where)
+
+
+def shape_errors(value: Any, shape: Shape, where: str = "") -> list[str]:
+    """What keeps ``value`` from having ``shape`` (see `Shape`): every missing or mistyped field of
+    an object, the first bad item of a list; fields named as `record_errors` names them.
+
+    >>> shape_errors({"tools": 3, "turns": [{"from": "a"}, {}]}, {"tools": (str, list), "turns": [{"from": str}]})
+    ["'tools' must be a string or a list, got int", "missing field 'turns[1].from'"]
+    """
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return [f"{_place(where)} must be an object, got {type(value).__name__}"]
+        errors = []
+        for key, inner in shape.items():
+            name = key.removesuffix("?")
+            place = f"{where}.{name}" if where else name
+            if name in value:
+                errors += shape_errors(value[name], inner, place)
+            elif not key.endswith("?"):
+                errors.append(f"missing field {place!r}")
+        return errors
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return [f"{_place(where)} must be {_noun(shape)}, got {type(value).__name__}"]
+        for i, item in enumerate(value):
+            if errors := shape_errors(item, shape[0], f"{where}[{i}]"):
+                return errors  # the first bad item shows what is wrong; a long list need not repeat it
+        return []
+    if isinstance(value, shape):
+        return []
+    return [f"{_place(where)} must be {_noun(shape)}, got {type(value).__name__}"]
+
+
+def json_value(text: Any, what: str, kind: type | None = None) -> Any:
+    """The value of a field that holds JSON text (a value that is not a string passes as is),
+    which must be a ``kind`` when one is given; a ValueError in words when it cannot be read."""
+    if isinstance(text, str):
+        try:
+            text = json.loads(text)
+        except (ValueError, RecursionError) as error:
+            raise ValueError(json_reason(error, f"{what} JSON")) from None
+    if kind is not None and not isinstance(text, kind):
+        raise ValueError(f"{what} must be {_noun(kind)}, got {type(text).__name__}")
+    return text
+
+
+def literal(text: str, what: str) -> Any:
+    """A Python literal read by `ast.literal_eval` (nothing is ever evaluated); a ValueError in
+    words when ``text`` is not one or is longer than `MAX_LITERAL_CHARS`."""
+    if len(text) > MAX_LITERAL_CHARS:
+        raise ValueError(f"{what} longer than {MAX_LITERAL_CHARS:,} characters")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"broken {what} JSON: {error.msg}") from None
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # the last two: nesting
+        raise ValueError(f"{what} is not a literal") from None
 
 
 def _json_values(text: str, what: str) -> list[Any]:
@@ -122,8 +204,8 @@ def _json_values(text: str, what: str) -> list[Any]:
     while position < len(text):
         try:
             value, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"broken {what} JSON: {error.msg}") from None
+        except (ValueError, RecursionError) as error:
+            raise ValueError(json_reason(error, f"{what} JSON")) from None
         values.append(value)
         while position < len(text) and text[position].isspace():
             position += 1
@@ -135,6 +217,11 @@ def _call(call: Any, arguments_key: str) -> dict:
     if not isinstance(call, dict):
         raise TypeError(f"a call must be a JSON object, got {type(call).__name__}")
     return {"name": call.get("name"), "arguments": call.get(arguments_key)}
+
+
+def calls_of(value: Any, arguments_key: str = "arguments") -> list[dict]:
+    """One source call or a list of them (glaive's, Hammer's, ToolRL's API-Bank gold) as calls."""
+    return [_call(call, arguments_key) for call in (value if isinstance(value, list) else [value])]
 
 
 def parse_python_calls(text: str) -> list[dict]:
@@ -150,6 +237,8 @@ def parse_python_calls(text: str) -> list[dict]:
     [{'name': 'Market API', 'arguments': {'region': 'US', 'top': 3}}, {'name': 'ping', 'arguments': {}}]
     """
     text = text.strip()
+    if len(text) > MAX_LITERAL_CHARS:
+        raise ValueError(f"call list longer than {MAX_LITERAL_CHARS:,} characters")
     if not text.startswith("["):
         text = f"[{text}]"
     try:
@@ -184,6 +273,8 @@ def parse_python_calls(text: str) -> list[dict]:
         tree = ast.parse(text, mode="eval").body
     except SyntaxError as error:
         raise ValueError(f"broken call list: {error.msg}") from None
+    except (MemoryError, RecursionError):  # the parser's own stack, on hostile nesting: not out of memory
+        raise ValueError("broken call list: nested too deeply to parse") from None
     calls = []
     for node in tree.elts if isinstance(tree, ast.List) else [tree]:
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names):
@@ -247,13 +338,13 @@ def _flat_tool(tool: Any) -> Any:
 # ----- converters: one source row -> records ---------------------------------------------------
 
 
-def _convert_toolexpander(row: Any, index: int) -> Iterator[dict]:
-    yield {**row, "task": row.get("task") or GENERIC_TASK} if isinstance(row, dict) else row
+def _convert_toolexpander(row: dict, index: int) -> Iterator[dict]:
+    yield {**row, "task": row.get("task") or GENERIC_TASK}
 
 
 def _convert_xlam(row: dict, index: int) -> Iterator[dict]:
-    tools = [_flat_tool(tool) for tool in _loads(row["tools"], "tools")]
-    answer = [_call(call, "arguments") for call in _loads(row["answers"], "answers")]
+    tools = [_flat_tool(tool) for tool in json_value(row["tools"], "tools", list)]
+    answer = [_call(call, "arguments") for call in json_value(row["answers"], "answers", list)]
     query = [{"role": "user", "content": row["query"]}]
     yield make_record(f"xlam-{row.get('id', index)}", query, tools, answer, task=GENERIC_TASK)
 
@@ -271,13 +362,13 @@ _TOOLRL_ROLES = {"user": "user", "obs": "tool", "response": "assistant"}
 
 def _json_or_literal(text: str, what: str) -> Any:
     """JSON text, else a Python literal (ToolRL's API-Bank files write ``{'q': {...}}``), read by
-    `ast.literal_eval`: nothing is ever evaluated. The JSON error is raised when neither reads."""
+    `literal`. The JSON error is raised when neither reads."""
     try:
-        return _loads(text, what)
+        return json_value(text, what)
     except ValueError as error:
         try:
-            return ast.literal_eval(text)
-        except (ValueError, TypeError, SyntaxError):
+            return literal(text, what)
+        except ValueError:
             raise error from None
 
 
@@ -313,6 +404,8 @@ def toolrl_messages(history: str) -> list[dict]:
 
 def _convert_toolrl(row: dict, index: int) -> Iterator[dict]:
     if "prompt" in row:  # verl RL rows: [system, user] prompt, gold text in reward_model
+        if len(row["prompt"]) < 2:
+            raise ValueError("'prompt' must hold a system and a user turn")
         system, history = row["prompt"][0]["content"], row["prompt"][1]["content"]
         output = row["reward_model"]["ground_truth"]
     else:
@@ -328,7 +421,7 @@ def _dialogue_items(
     """Tool-N1's preparation of a dialogue: one item per ``call`` turn, earlier turns as context.
 
     ``turns`` are ``(role, text)`` with role user/assistant/tool, or ``call`` for a gold call
-    turn whose text ``parse_calls`` reads (ValueError or TypeError when it cannot)."""
+    turn whose text ``parse_calls`` reads (ValueError or TypeError, in words, when it cannot)."""
     context: list[dict] = []
     for position, (role, text) in enumerate(turns):
         if role != "call":
@@ -349,21 +442,20 @@ _GLAIVE_ROLES = {"human": "user", "gpt": "assistant", "observation": "tool", "fu
 
 
 def _glaive_calls(text: str) -> list[dict]:
-    call = _loads(text, "call")
-    return [_call(c, "arguments") for c in (call if isinstance(call, list) else [call])]
+    return calls_of(json_value(text, "call"))
 
 
 def _dialogue_turns(conversations: list, roles: dict[str, str]) -> list[tuple[str, str]]:
     turns = []
     for turn in conversations:
         if turn["from"] not in roles:
-            raise ValueError(f"unknown turn role {turn['from']!r}")
+            raise ValueError(f"unknown turn role {shown(turn['from'])}")
         turns.append((roles[turn["from"]], turn["value"]))
     return turns
 
 
 def _convert_glaive(row: dict, index: int) -> Iterator[dict | str]:
-    tools = _loads(row["tools"], "tools") if row["tools"] != "" else []
+    tools = json_value(row["tools"], "tools", list) if row["tools"] != "" else []
     turns = _dialogue_turns(row["conversations"], _GLAIVE_ROLES)
     yield from _dialogue_items(f"glaive-{row.get('id', index)}", tools, turns, _glaive_calls)
 
@@ -377,8 +469,10 @@ def _embedded_tool_list(text: str) -> list[dict]:
     for match in re.finditer(r"\[", text):
         try:
             value, _ = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
+        except ValueError:
             continue
+        except RecursionError:  # stop: trying each of a deep run of "[" would take quadratic time
+            raise ValueError(f"the system text holds JSON {TOO_DEEP}") from None
         if isinstance(value, list) and value and all(isinstance(tool, dict) for tool in value):
             return value
     raise ValueError("no JSON tool list in the system text")
@@ -391,8 +485,6 @@ def _convert_toolace(row: dict, index: int) -> Iterator[dict | str]:
         is_call = role == "assistant" and text.strip().startswith("[") and text.strip().endswith("]")
         turns.append(("call" if is_call else role, text))
     yield from _dialogue_items(f"toolace-{row.get('id', index)}", tools, turns, parse_python_calls)
-
-
 
 
 def has_keys(*keys: str) -> Callable[[dict], bool]:
@@ -411,17 +503,43 @@ def _is_xlam(row: dict) -> bool:
 
 def _is_toolrl(row: dict) -> bool:
     if has_keys("instruction", "input", "output")(row):
-        return bool(_TOOLRL_TOOL.search(str(row["instruction"])))
+        return isinstance(row["instruction"], str) and bool(_TOOLRL_TOOL.search(row["instruction"]))
     return has_keys("prompt", "reward_model")(row)
 
 
+_TURNS = [{"from": str, "value": str}]  # ShareGPT turns, as glaive and ToolACE write them
+
 # The training-data formats; glaive before toolace (a glaive row may have a system text too).
 FORMATS = registry(
-    Format("toolexpander", _convert_toolexpander, has_keys(*REQUIRED_FIELDS)),
-    Format("xlam", _convert_xlam, _is_xlam),
-    Format("glaive", _convert_glaive, has_keys("conversations", "tools"), dialogue=True),
-    Format("toolace", _convert_toolace, has_keys("conversations", "system"), dialogue=True),
-    Format("toolrl", _convert_toolrl, _is_toolrl),
+    Format("toolexpander", _convert_toolexpander, has_keys(*REQUIRED_FIELDS)),  # `record_errors` checks it
+    Format("xlam", _convert_xlam, _is_xlam, shape={"query": str, "answers": (str, list), "tools": (str, list)}),
+    Format(
+        "glaive",
+        _convert_glaive,
+        has_keys("conversations", "tools"),
+        dialogue=True,
+        shape={"conversations": _TURNS, "tools": (str, list)},
+    ),
+    Format(
+        "toolace",
+        _convert_toolace,
+        has_keys("conversations", "system"),
+        dialogue=True,
+        shape={"conversations": _TURNS, "system": str},
+    ),
+    Format(
+        "toolrl",
+        _convert_toolrl,
+        _is_toolrl,
+        # Either layout: the SFT rows' three texts or the verl rows' prompt and gold text.
+        shape={
+            "instruction?": str,
+            "input?": str,
+            "output?": str,
+            "prompt?": [{"content": str}],
+            "reward_model?": {"ground_truth": str},
+        },
+    ),
 )
 
 
@@ -431,17 +549,34 @@ DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
 
 
 def read_rows(path: str | Path) -> list[Row]:
-    """Rows of a parquet file, a JSON array or a JSON Lines file (told apart by the first character)."""
+    """Rows of a parquet file, a JSON array or a JSON Lines file (told apart by the first character).
+    Raises UserError for a file that is none of them: not parquet, or not UTF-8 text."""
     if str(path).endswith(".parquet"):
-        import pyarrow.parquet as pq  # comes with datasets; only parquet needs it
+        import pyarrow  # comes with datasets; only parquet needs it
+        import pyarrow.parquet as pq
 
-        return [(line, row, None) for line, row in enumerate(pq.read_table(path).to_pylist(), 1)]
-    text = Path(path).read_text(encoding="utf-8")
+        try:
+            table = pq.read_table(path)
+        except (pyarrow.ArrowException, OSError) as error:  # ArrowInvalid: not parquet, or corrupt
+            raise UserError(f"{path} is not a readable parquet file: {' '.join(str(error).split())}") from None
+        return [(line, row, None) for line, row in enumerate(table.to_pylist(), 1)]
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        text = None
+    # JSON text never holds a raw NUL; UTF-16 without a byte-order mark decodes with many.
+    if text is None or "\x00" in text:
+        raise UserError(
+            f"{path} is not UTF-8 text (a binary or UTF-16 file?); data files are JSON Lines, a JSON "
+            "array or parquet (named .parquet)"
+        )
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
-        except json.JSONDecodeError as error:
-            return [(error.lineno, None, f"broken JSON: {error.msg}")]
+        except (ValueError, RecursionError) as error:  # one document: one reason for the whole file
+            return [(getattr(error, "lineno", 1), None, json_reason(error))]
         return [(line, row, None) for line, row in enumerate(rows, 1)]
     return list(jsonl_rows(text))
 
@@ -486,15 +621,35 @@ def detect_format(row: Any, name: str = "", formats: dict[str, Format] = FORMATS
 # ----- the one convert-and-validate path -----------------------------------------------------------
 
 
-def _reason(error: Exception) -> str:
-    return f"missing field {error}" if isinstance(error, KeyError) else str(error)
+def _row_problem(row: Any, format: Format) -> str | None:
+    """Why ``row`` cannot go to ``format``'s converter, or None: checked before anything reads it."""
+    if not isinstance(row, dict):
+        return f"a record must be a JSON object, got {type(row).__name__}"
+    if too_deep(row):
+        return TOO_DEEP
+    return "; ".join(shape_errors(row, format.shape)) or None
+
+
+def _reason(error: Exception, format: Format) -> str:
+    """What a converter raised, as a reason: its ValueErrors and TypeErrors are worded for the
+    user (`Format.shape` keeps Python's own from arising); any other exception is a case no check
+    foresaw, named as such rather than ending the file."""
+    if isinstance(error, KeyError):
+        return f"missing field {error}"
+    if isinstance(error, RecursionError):  # from JSON text inside a field, nested past Python's limit
+        return TOO_DEEP
+    if isinstance(error, ValueError | TypeError):
+        return str(error)
+    return f"the {format.name} converter failed on this row ({type(error).__name__}: {error})"
 
 
 def convert_rows(rows: list[Row], source: str, format: Format, context: dict | None = None) -> LoadResult:
     """Convert every row with ``format`` and check every record with `record_errors` (ids unique
-    too): records, plus a `Problem` for each row or item that could not be used."""
+    too): records, plus a `Problem` for each row or item that could not be used. Whatever one row
+    holds, it costs that row only: every exception becomes its problem."""
     result, first_line = LoadResult(), {}
     for line, row, error in rows:
+        error = error or _row_problem(row, format)
         if error is not None:
             result.problems.append(Problem(source, line, error))
             continue
@@ -503,17 +658,18 @@ def convert_rows(rows: list[Row], source: str, format: Format, context: dict | N
                 if isinstance(item, str):
                     result.problems.append(Problem(source, line, item))
                     continue
-                errors = record_errors(item)
+                # A field's JSON text may nest deeper than the row did.
+                errors = [TOO_DEEP] if too_deep(item) else record_errors(item)
                 if not errors and item["id"] in first_line:
-                    errors = [f"duplicate id {item['id']!r}, first at line {first_line[item['id']]}"]
+                    errors = [f"duplicate id {shown(item['id'])}, first at line {first_line[item['id']]}"]
                 if errors:
                     item_note = f" (item {item['id']})" if format.dialogue else ""
                     result.problems.append(Problem(source, line, "; ".join(errors) + item_note))
                     continue
                 first_line[item["id"]] = line
                 result.records.append(item)
-        except (ValueError, LookupError, TypeError, AttributeError, SyntaxError) as error:
-            result.problems.append(Problem(source, line, _reason(error)))
+        except Exception as error:  # noqa: BLE001 - one hostile row must not end the file
+            result.problems.append(Problem(source, line, _reason(error, format)))
     return result
 
 

@@ -26,6 +26,7 @@ training and by evaluation, so no record is ever dropped silently.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,10 @@ from typing import Any
 ROLES = ("system", "user", "assistant", "tool")
 REQUIRED_FIELDS = ("id", "messages", "tools", "answer")
 GENERIC_TASK = "generic"
+# Far beyond real data (8 levels at most in ../shared/data) and far below Python's recursion
+# limit, so no value that passed `too_deep` makes a recursive reader or writer fail.
+MAX_DEPTH = 100
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
 
 
 def make_record(
@@ -74,8 +79,37 @@ def call_multiset(calls: Any) -> dict[tuple, int] | None:
     return counts
 
 
-def _call_errors(calls: Any, where: str, tool_names: set[str] | None) -> list[str]:
-    """What is wrong with a call list ``[{"name", "arguments"}]`` (an answer or a turn's tool_calls)."""
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and objects nest deeper than ``limit`` levels in ``value`` (a loop, not a
+    recursion: it is the check that runs before anything recursive reads a value)."""
+    # One level at a time, plain loops and a tuple for isinstance: the fastest of the ways we
+    # timed (it runs on every row and record loaded).
+    containers = (dict, list)
+    level, depth = [value] if isinstance(value, containers) else [], 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below = []
+        for node in level:
+            for child in node.values() if isinstance(node, dict) else node:
+                if isinstance(child, containers):
+                    below.append(child)
+        level = below
+    return False
+
+
+def shown(value: Any) -> str:
+    """A value as a reason quotes it: a string's repr cut to 40 characters, a list or an object
+    by its type (so one hostile value cannot make a reason thousands of characters long)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"{value[:40]!r}…"
+    return type(value).__name__ if isinstance(value, dict | list) else repr(value)
+
+
+def call_errors(calls: Any, where: str, tool_names: set[str] | None) -> list[str]:
+    """What is wrong with a call list ``[{"name", "arguments"}]`` (an answer or a turn's tool_calls,
+    the gold answer of a line to score), each named from ``where``."""
     if not isinstance(calls, list):
         return [f"'{where}' must be a list, got {type(calls).__name__}"]
     errors = []
@@ -87,7 +121,7 @@ def _call_errors(calls: Any, where: str, tool_names: set[str] | None) -> list[st
         if not isinstance(name, str) or not name:
             errors.append(f"{where}[{i}] has no name")
         elif tool_names is not None and name not in tool_names:
-            errors.append(f"{where}[{i}] calls {name!r}, which is not among the offered tools")
+            errors.append(f"{where}[{i}] calls {shown(name)}, which is not among the offered tools")
         if not isinstance(call.get("arguments"), dict):
             errors.append(f"{where}[{i}].arguments must be an object")
     return errors
@@ -104,13 +138,13 @@ def _message_errors(messages: Any) -> list[str]:
             errors.append(f"messages[{i}] must be an object")
             continue
         if message.get("role") not in ROLES:
-            errors.append(f"messages[{i}].role must be one of {'/'.join(ROLES)}, got {message.get('role')!r}")
+            errors.append(f"messages[{i}].role must be one of {'/'.join(ROLES)}, got {shown(message.get('role'))}")
         if not isinstance(message.get("content"), str):
             errors.append(f"messages[{i}].content must be a string")
         if "tool_calls" in message:
             if message.get("role") != "assistant":
                 errors.append(f"messages[{i}] has tool_calls but is not an assistant turn")
-            errors += _call_errors(message["tool_calls"], f"messages[{i}].tool_calls", None)
+            errors += call_errors(message["tool_calls"], f"messages[{i}].tool_calls", None)
     if not any(isinstance(m, dict) and m.get("role") == "user" for m in messages):
         errors.append("'messages' has no user turn")
     return errors
@@ -128,7 +162,7 @@ def _tool_errors(tools: Any) -> list[str]:
         if not isinstance(name, str) or not name:
             errors.append(f"tools[{i}] has no name")
         elif name in seen:
-            errors.append(f"duplicate tool name {name!r}")
+            errors.append(f"duplicate tool name {shown(name)}")
         else:
             seen.add(name)
         if "description" in tool and not isinstance(tool["description"], str):
@@ -161,7 +195,7 @@ def record_errors(record: Any) -> list[str]:
     if isinstance(record["tools"], list) and not tool_errors:
         tool_names = {t["name"] for t in record["tools"]}
     if record["answer"] is not None:
-        errors += _call_errors(record["answer"], "answer", tool_names)
+        errors += call_errors(record["answer"], "answer", tool_names)
     if "task" in record and (not isinstance(record["task"], str) or not record["task"]):
         errors.append("'task' must be a non-empty string")
     return errors
@@ -212,7 +246,19 @@ def jsonl_rows(text: str) -> Iterator[Row]:
             continue
         try:
             yield line, json.loads(content), None
-        except json.JSONDecodeError as error:
-            yield line, None, f"broken JSON: {error.msg}"
-        except (ValueError, RecursionError) as error:  # over-long integers, deep nesting
-            yield line, None, f"broken JSON: {error}"
+        except (ValueError, RecursionError) as error:
+            yield line, None, json_reason(error)
+
+
+def json_reason(error: ValueError | RecursionError, what: str = "JSON") -> str:
+    """Why ``json.loads`` failed on some ``what``, in words: its message for broken JSON; the
+    other two ways it fails are nesting too deep for Python and an over-long integer.
+
+    >>> json_reason(RecursionError("maximum recursion depth exceeded"))
+    'nested deeper than 100 levels'
+    """
+    if isinstance(error, json.JSONDecodeError):
+        return f"broken {what}: {error.msg}"
+    if isinstance(error, RecursionError):  # Python's limit (about 1000 levels) is beyond ours
+        return TOO_DEEP
+    return f"broken {what}: a number longer than {sys.get_int_max_str_digits()} digits"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from toolexpander.files import write_file
+
 PLOTS = {
     "reward.png": ("reward/correct", "share of correct rollouts"),
     "hard_ratio.png": ("hard/ratio", "share of all-fail groups (hard)"),
@@ -17,7 +19,9 @@ PLOTS = {
 
 def _training_rows(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     return [row for row in rows if "hard/ratio" in row]
 
 
@@ -139,4 +143,4 @@ def write_report(results: dict, out: Path) -> None:
         swapped = f"; rows trained under a swapped prompt: {_pct(stats['swapped_share'])} %"
         lines.append(f"- {arm}: {per_round or 'no groups'}{swapped if stats['swapped_share'] else ''}")
     lines += ["", *(f"![{name}]({name})" for name in plots), ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_file(out / "report.md", "\n".join(lines))

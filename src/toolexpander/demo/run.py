@@ -27,6 +27,7 @@ from pathlib import Path
 from rich.console import Console
 
 from toolexpander.errors import UserError
+from toolexpander.files import dumps_json, write_file
 from toolexpander.models import SMOLLM2_HUB_ID
 
 console = Console()
@@ -357,7 +358,9 @@ def train_arm(arm: str, model_name: str, data: DemoData, preset: DemoPreset, out
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def arm_statistics(run_dir: Path) -> dict:
@@ -446,7 +449,7 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
         del model
     clock.phase("writing the report")
     results["total_seconds"] = time.time() - clock.start
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_file(out / "results.json", dumps_json(results, indent=2) + "\n")
     write_report(results, out)
     console.print(f"[bold green]done[/] in {results['total_seconds'] / 60:.1f} min: {out / 'report.md'}")
     return results

@@ -15,7 +15,6 @@ A benchmark spec (``--bench``) is one of:
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from toolexpander.data.schema import LoadResult, Problem, jsonl_rows
 from toolexpander.errors import UserError
 from toolexpander.evaluation.scoring import evaluate_records, markdown_table
+from toolexpander.files import dumps_json, jsonl_text, write_files
 from toolexpander.prompts import (
     PROMPT_FORMATS,
     PROMPT_STYLES,
@@ -264,15 +264,21 @@ def _validate(config: EvalConfig) -> None:
 
 
 def write_outputs(out: str | Path, items: list[dict], results: dict) -> None:
-    """``items.jsonl`` (one line per item) and ``results.json`` in ``out``."""
+    """``items.jsonl`` (one line per item) and ``results.json`` in ``out``. Both are written in full
+    before either replaces an earlier run's, results.json last (`toolexpander.files.write_files`): a
+    failed write leaves the earlier pair as it was (or, should the last rename fail, the new
+    items.jsonl alone), never new items beside stale results."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "items.jsonl").open("w", encoding="utf-8") as handle:
-        for item in items:
-            handle.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
-    (out / "results.json").write_text(
-        json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_files(
+            {
+                out / "items.jsonl": jsonl_text(items, default=str),
+                out / "results.json": dumps_json(results, indent=2) + "\n",
+            }
+        )
+    except OSError as error:
+        raise UserError(f"cannot write to {out}: {error}") from error
 
 
 def run_eval(config: EvalConfig) -> dict:

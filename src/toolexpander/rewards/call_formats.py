@@ -16,7 +16,8 @@ A native reply may open with a ``<think>…</think>`` block (the rewards require
 read after it. Each native reply goes first through transformers' response parser with TRL's
 response template of the family (what ``tokenizer.parse_response`` does for a served model), then,
 where that raises or misses a call, through our strict reader here, which also takes parallel
-Llama calls. Either way a malformed call makes the whole reply None (wrong), never "no call":
+Llama calls. A reply with more than `TEMPLATE_MAX_MARKERS` region markers (``<tool_call>`` and
+the like) is read by ours alone: the template parser's time grows with markers x length. Either way a malformed call makes the whole reply None (wrong), never "no call":
 an irrelevance item must not be won by a broken call. Arguments keep their JSON types (``"5"``
 stays a string): no tool schema is given to the parser, as it would cast ``"5"`` to ``5``.
 """
@@ -24,6 +25,7 @@ stays a string): no tool schema is given to the parser, as it would cast ``"5"``
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from toolexpander.rewards.parsing import (
@@ -39,6 +41,7 @@ CALL_FORMATS = ("tooln1", *NATIVE_CALL_FORMATS, "native")
 _HERMES_OPEN, _HERMES_CLOSE = "<tool_call>", "</tool_call>"
 _PYTHON_TAG = "<|python_tag|>"
 _LLAMA_EOT = "<|eot_id|>"
+_LLAMA_SEPARATOR = re.compile(r"\s*(;?)\s*")
 
 
 def answer_part(text: str) -> str:
@@ -100,16 +103,23 @@ def read_llama3_json(answer: str) -> list[dict] | None:
         if call is None:
             return None
         calls.append(call)
-        rest = text[position:].lstrip()
-        if rest and not rest.startswith(";"):
+        # Matched in place: slicing off the rest at each call would make many calls quadratic.
+        separator = _LLAMA_SEPARATOR.match(text, position)
+        if not separator[1] and separator.end() < len(text):
             return None
-        position = len(text) - len(rest.removeprefix(";").lstrip())
+        position = separator.end()
     return calls
 
 
 _OURS = {"hermes": read_hermes, "llama3_json": read_llama3_json}
 # TRL's response template for each family; Llama's closes a call with <|eot_id|>, which decoding drops.
 _TRL_TEMPLATE = {"hermes": ("qwen3_template", ""), "llama3_json": ("llama3_template", _LLAMA_EOT)}
+# What opens or closes a region in each family's template ('"parameters"' stands for Llama's
+# open pattern). The parser rescans the rest of the reply at each one, so a reply of 32,000
+# <tool_call> blocks took it 41 s; our reader, linear, reads a reply with more markers than
+# TEMPLATE_MAX_MARKERS (no real reply has that many; on well-formed calls both readers agree).
+_TEMPLATE_MARKERS = {"hermes": (_HERMES_OPEN, THINK_OPEN, "<|im_end|>"), "llama3_json": ('"parameters"', _LLAMA_EOT)}
+TEMPLATE_MAX_MARKERS = 64
 
 
 def _template_calls(answer: str, family: str) -> list[dict] | None:
@@ -128,9 +138,12 @@ def _template_calls(answer: str, family: str) -> list[dict] | None:
 
 def read_native(answer: str, family: str) -> list[dict] | None:
     """The calls of a native ``answer`` (see the module docstring): the template parser's when it
-    reads as many calls as ours does, else ours (parallel Llama calls, malformed calls)."""
+    reads as many calls as ours does, else ours (parallel Llama calls, malformed calls, replies
+    with more than `TEMPLATE_MAX_MARKERS` markers)."""
     ours = _OURS[family](answer)
     if not ours:  # no call, or malformed: the template parser cannot find more
+        return ours
+    if sum(map(answer.count, _TEMPLATE_MARKERS[family])) > TEMPLATE_MAX_MARKERS:
         return ours
     parsed = _template_calls(answer, family)
     return parsed if parsed is not None and len(parsed) == len(ours) else ours

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from toolexpander.data.schema import Problem, jsonl_rows
+from toolexpander.data.schema import Problem, call_errors, jsonl_rows
 from toolexpander.errors import UserError
+from toolexpander.files import jsonl_text, write_file
 from toolexpander.rewards.call_formats import CALL_FORMATS
+from toolexpander.rewards.parsing import decode_json
 from toolexpander.rewards.rewards import get_reward
 
 
@@ -58,9 +59,16 @@ def _line_problem(item: Any) -> str | None:
         return "'completion' must be a string or a list of messages with 'content'"
     if "id" in item and (isinstance(item["id"], bool) or not isinstance(item["id"], str | int)):
         return f"'id' must be a string or an integer, got {type(item['id']).__name__}"
-    if item["answer"] is not None and not isinstance(item["answer"], list | str):
-        return f"'answer' must be a list, a JSON string or null, got {type(item['answer']).__name__}"
-    return None
+    answer = item["answer"]
+    if answer is not None and not isinstance(answer, list | str):
+        return f"'answer' must be a list, a JSON string or null, got {type(answer).__name__}"
+    # Decoded as the rewards decode it: a gold answer no reward could match is a malformed line.
+    calls = decode_json(answer) if isinstance(answer, str) else answer
+    if isinstance(answer, str) and not isinstance(calls, list):
+        return "'answer' is a string but not the JSON text of a call list"
+    if calls is None:
+        return None
+    return "; ".join(call_errors(calls, "answer", None)) or None
 
 
 def read_items(path: Path) -> list[dict]:
@@ -92,14 +100,12 @@ def run_score(args, extra) -> int:
     rewards = reward([item["completion"] for item in items], [item["answer"] for item in items], **options)
     if len(rewards) != len(items):
         raise UserError(f"reward {args.reward!r} returned {len(rewards)} values for {len(items)} completions")
-    text = "".join(
-        json.dumps({**item, "reward": r}, ensure_ascii=False) + "\n" for item, r in zip(items, rewards)
-    )
+    text = jsonl_text({**item, "reward": r} for item, r in zip(items, rewards))
     if args.out is None:
         sys.stdout.write(text)
     else:
-        try:
-            args.out.write_text(text, encoding="utf-8")
+        try:  # atomic: --out may be FILE itself, which a failed write must not destroy
+            write_file(args.out, text)
         except OSError as error:
             raise UserError(f"cannot write {args.out}: {error}") from error
     scored = [r for r in rewards if r is not None]  # TRL lets a reward return None (no score)

@@ -40,7 +40,9 @@ def load_records(source: str, format: str = "auto", *, split: str | None = None)
     has, else a format name inside ``source``. A source that is not an existing file is a hub
     dataset id unless it looks like a path (a data-file suffix, a leading ``.``, ``/`` or ``~``,
     or more than one ``/``); benchmark formats read local files only. Raises UserError for an
-    unknown format, a path that does not exist, or a source whose format cannot be told.
+    unknown format, a path that does not exist, a file that is not data (binary, UTF-16, a
+    corrupt parquet), or a source whose format cannot be told; never for one record, whatever it
+    holds: that is one of the problems.
     """
     return formats.load(source, format, FORMATS, split=split)
 

@@ -25,15 +25,21 @@ simulated APIs; exact match is what papers report.
 
 from __future__ import annotations
 
-import ast
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from toolexpander.data import formats
-from toolexpander.data.formats import api_tool, parse_python_calls, toolrl_messages, toolrl_tools
+from toolexpander.data.formats import (
+    api_tool,
+    calls_of,
+    json_value,
+    literal,
+    parse_python_calls,
+    toolrl_messages,
+    toolrl_tools,
+)
 from toolexpander.data.schema import LoadResult, call_turn, make_record
 from toolexpander.errors import UserError
 from toolexpander.tasks.base import Task, Verdict, exact_match
@@ -100,8 +106,10 @@ def check(record: dict, calls: list[dict] | None) -> Verdict:
 # ------------------------------------------------------------------------------------- loading
 
 
-def _api_description_tool(description: dict) -> dict:
+def _api_description_tool(description: Any) -> dict:
     """An API from API-Bank's own description format (``input_parameters``)."""
+    if not isinstance(description, dict) or not isinstance(description.get("name"), str):
+        raise TypeError("an API description must be an object with a string 'name'")
     return api_tool(
         description["name"], description.get("description", ""), description.get("input_parameters", {})
     )
@@ -125,7 +133,7 @@ def _parse_loose_request(text: str) -> list[dict]:
     for argument in pieces:
         value = argument["value"]
         quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
-        arguments[argument["key"]] = value[1:-1] if quoted else ast.literal_eval(value)
+        arguments[argument["key"]] = value[1:-1] if quoted else literal(value, f"argument {argument['key']!r}")
     return [{"name": match["name"], "arguments": arguments}]
 
 
@@ -159,14 +167,14 @@ def _split_request_result(text: str) -> tuple[list[dict], str]:
 def _retrieved_tools(result: str) -> list[dict]:
     """The API descriptions a ``ToolSearcher`` result holds (one dict or a list of them)."""
     try:
-        found = ast.literal_eval(result.strip())
-    except (SyntaxError, ValueError):
+        found = literal(result.strip(), "ToolSearcher result")
+    except ValueError:
         return []
     found = found if isinstance(found, list) else [found]
     return [
         _api_description_tool(d)
         for d in found
-        if isinstance(d, dict) and "name" in d and "input_parameters" in d
+        if isinstance(d, dict) and isinstance(d.get("name"), str) and "input_parameters" in d
     ]
 
 
@@ -224,8 +232,11 @@ def _apibank_record(level: int, index: int, messages: list, tools: list, answer:
 
 
 def _official_record(item: dict, index: int, *, level: int) -> Iterator[dict]:
-    descriptions = item["instruction"].split("API descriptions:", 1)[1]
-    tools = [_api_description_tool(json.loads(line)) for line in descriptions.strip().splitlines()]
+    _, marker, descriptions = item["instruction"].partition("API descriptions:")
+    if not marker:
+        raise ValueError("'instruction' has no 'API descriptions:'")
+    lines = descriptions.strip().splitlines()
+    tools = [_api_description_tool(json_value(line, "API description")) for line in lines]
     messages = _apibank_dialogue(item["input"], tools)
     expected = item["expected_output"].strip()
     if not expected.startswith("API-Request:"):
@@ -242,22 +253,18 @@ def _hammer_turn(message: dict) -> dict:
     content = message["content"].removesuffix(_CUE).rstrip()
     fenced = _FENCED.match(content) if role == "assistant" else None
     if fenced:
-        calls = json.loads(fenced[1])
-        calls = calls if isinstance(calls, list) else [calls]
-        return call_turn([{"name": call["name"], "arguments": call["arguments"]} for call in calls])
+        return call_turn(calls_of(json_value(fenced[1], "call")))
     return {"role": role, "content": content}
 
 
 def _hammer_record(item: dict, index: int, *, level: int) -> Iterator[dict]:
     tools = [api_tool(t["name"], t.get("description", ""), t.get("parameters", {})) for t in item["tools"]]
     messages = [_hammer_turn(message) for message in item["query"]]
-    answer = [{"name": a["name"], "arguments": a["arguments"]} for a in item["answers"]]
-    yield _apibank_record(level, index, messages, tools, answer)
+    yield _apibank_record(level, index, messages, tools, calls_of(item["answers"]))
 
 
 def _toolrl_record(item: dict, index: int, *, level: int) -> Iterator[dict]:
-    gold = item["answer"] if isinstance(item["answer"], list) else [item["answer"]]
-    answer = [{"name": call["name"], "arguments": call["parameters"]} for call in gold]
+    answer = calls_of(item["answer"], "parameters")
     yield _apibank_record(level, index, toolrl_messages(item["user"]), toolrl_tools(item["system"]), answer)
 
 
@@ -273,14 +280,22 @@ FORMATS = formats.registry(
         _official_record,
         formats.has_keys("instruction", "input", "expected_output"),
         context=_level_context,
+        shape={"instruction": str, "input": str, "expected_output": str},
     ),
-    formats.Format("hammer", _hammer_record, _is_hammer, context=_level_context),
+    formats.Format(
+        "hammer",
+        _hammer_record,
+        _is_hammer,
+        context=_level_context,
+        shape={"tools": [{"name": object}], "query": [{"role": str, "content": str}], "answers": list},
+    ),
     formats.Format(
         "toolrl_apibank",
         _toolrl_record,
         formats.has_keys("system", "user", "answer"),
         context=_level_context,
         family="toolrl",
+        shape={"system": str, "user": str, "answer": (dict, list)},
     ),
 )
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from toolexpander.data import formats
-from toolexpander.data.schema import LoadResult, make_record
+from toolexpander.data.schema import LoadResult, make_record, shown
 from toolexpander.errors import UserError
 from toolexpander.tasks.base import CORRECT, Task, Verdict
 
@@ -192,7 +192,8 @@ def _bfcl_gold(functions: list[dict], ground_truth: list[dict], category: str) -
 def _context(path: Path, first: Any) -> dict:
     """The category of a question file and, for AST categories, the ground truth of its sibling
     ``possible_answer`` file by id."""
-    category = bfcl_category(path, first.get("id") if isinstance(first, dict) else None)
+    first_id = first.get("id") if isinstance(first, dict) else None
+    category = bfcl_category(path, first_id if isinstance(first_id, str) else None)
     if category not in CATEGORIES:
         raise UserError(
             f"{path}: BFCL category {category!r} is not supported; single-turn categories are "
@@ -206,7 +207,7 @@ def _context(path: Path, first: Any) -> dict:
         truths = {
             row["id"]: row
             for _, row, _ in formats.read_rows(answer_path)
-            if isinstance(row, dict) and "id" in row
+            if isinstance(row, dict) and isinstance(row.get("id"), str)
         }
     return {"truths": truths, "category": category}
 
@@ -220,13 +221,25 @@ def _convert(entry: dict, index: int, *, truths: dict[str, dict], category: str)
         answer = None
     else:
         if entry["id"] not in truths:
-            raise ValueError(f"no ground truth for id {entry['id']!r} in possible_answer")
-        extra["ground_truth"] = truths[entry["id"]]["ground_truth"]
-        answer = _bfcl_gold(entry["function"], extra["ground_truth"], category)
+            raise ValueError(f"no ground truth for id {shown(entry['id'])} in possible_answer")
+        extra["ground_truth"] = truths[entry["id"]].get("ground_truth")
+        try:
+            answer = _bfcl_gold(entry["function"], extra["ground_truth"], category)
+        except (ValueError, LookupError, TypeError, AttributeError):  # a layout _bfcl_gold does not know
+            raise ValueError(
+                f"no gold answer for id {shown(entry['id'])}: its ground truth or its functions' "
+                "parameters are not in BFCL's layout"
+            ) from None
     yield make_record(entry["id"], messages, entry["function"], answer, task=NAME, **extra)
 
 
-FORMAT = formats.Format(NAME, _convert, formats.has_keys("id", "question", "function"), context=_context)
+FORMAT = formats.Format(
+    NAME,
+    _convert,
+    formats.has_keys("id", "question", "function"),
+    context=_context,
+    shape={"id": str, "question": [[{"role": str, "content": str}]], "function": [{"name": str}]},
+)
 
 
 def load_bfcl(path: str | Path) -> LoadResult:

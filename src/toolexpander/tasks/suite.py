@@ -26,12 +26,12 @@ the demo poses it) 48.3 % of the easy level's 120 test items (45.8 % for seed 1)
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from toolexpander.data.schema import make_record
+from toolexpander.files import jsonl_text, write_files
 from toolexpander.tasks.base import Task, exact_match
 from toolexpander.tasks.suite_catalogue import HELD_OUT_TOOLS, TOOLS, TOOLS_BY_NAME, SuiteTool
 
@@ -176,15 +176,13 @@ def build_suite(seed: int = 0, *, n_train: int = 300, n_test: int = 120,
 
 
 def export_suite(out_dir: str, seed: int = 0) -> dict[str, int]:
-    """Write the suite as ``out_dir/<split>.jsonl``; returns the record count per split."""
+    """Write the suite as ``out_dir/<split>.jsonl`` (all splits or, on failure, none); returns the
+    record count per split."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for split, records in build_suite(seed).items():
-        lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
-        (out / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
-        counts[split] = len(records)
-    return counts
+    suite = build_suite(seed)
+    write_files({out / f"{split}.jsonl": jsonl_text(records) for split, records in suite.items()})
+    return {split: len(records) for split, records in suite.items()}
 
 
 # Scored as our own data: Tool-N1's exact match, with its format rule.

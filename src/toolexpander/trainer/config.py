@@ -9,7 +9,9 @@ Fields by purpose:
 - cost: `skip_zero_advantage_rows`;
 - Self-Exemplifying Thinking: `self_exemplify_bonus`, `bonus_requires_correct`;
 - schedule: `lr_decay_gamma`, `lr_decay_steps`, `lr_decay_unit`;
-- DAPO-style filtering baseline: `dapo_max_fill_rounds`.
+- DAPO-style filtering baseline: `dapo_max_fill_rounds`;
+- resume: `resume_without_hard_sampling_state`;
+- run folder: `overwrite_output_dir` (a folder holding a run is refused without it or a resume).
 TRL defaults changed to the paper's (SPEC §1): `num_generations=10`, `beta=0.0`, `epsilon=0.2`,
 `epsilon_high=0.28`. The paper's token-level loss is TRL's own default (`loss_type="dapo"`), left as is.
 """
@@ -22,6 +24,7 @@ import torch
 from trl import GRPOConfig
 
 from toolexpander.prompts import PROMPT_FORMATS
+from toolexpander.tasks.suite import LEVELS, SPLITS
 
 MODES = ("toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only")
 # Which of the two ideas each mode switches on: (hard sampling with demonstrations, self-exemplifying).
@@ -35,6 +38,8 @@ MODE_FEATURES = {
     "hard_sampling_only": (True, False),
     "self_exemplify_only": (False, True),
 }
+# Fields only a mode with hard sampling uses: the rollouts it poses with demonstrations.
+DEMO_FIELDS = ("carry_over", "demo_rollouts_per_group", "reroll_all_fail")
 
 
 def default_prompt_style(mode: str) -> str:
@@ -77,6 +82,18 @@ class ToolExpanderScriptArguments:
         },
     )
 
+    def __post_init__(self):
+        problems = []
+        if self.dataset == "suite" and self.suite_level not in LEVELS:
+            problems.append(f"suite_level must be one of {', '.join(LEVELS)}, got {self.suite_level!r}")
+        if self.dataset == "suite" and self.dataset_split not in SPLITS:
+            splits = ", ".join(SPLITS)
+            problems.append(f"the suite has splits {splits}; got dataset_split {self.dataset_split!r}")
+        if self.max_train_items is not None and self.max_train_items < 1:
+            problems.append(f"max_train_items must be >= 1 (or unset: all), got {self.max_train_items}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
 
 @dataclass
 class ToolExpanderConfig(GRPOConfig):
@@ -109,7 +126,8 @@ class ToolExpanderConfig(GRPOConfig):
         metadata={
             "help": "End the generation prompt with <think>, so every reply starts inside the think block "
             "the reward asks for (saved with the tokenizer; evaluation and serving prefill alike). Helps "
-            "small models that skip <think> (SmolLM2-135M: easy-level 2-shot accuracy 25 -> 50 %, README)."
+            "small models that skip <think> (SmolLM2-135M: easy-level 2-shot accuracy 25 -> 50 percent, "
+            "README)."
         },
     )
     correctness_reward: str = field(
@@ -212,6 +230,22 @@ class ToolExpanderConfig(GRPOConfig):
             "help": "dapo_filter: extra generation rounds to replace zero-variance groups with fresh prompts."
         },
     )
+    resume_without_hard_sampling_state: bool = field(
+        default=False,
+        metadata={
+            "help": "Resume from a checkpoint that lacks toolexpander_state.json (one not saved by "
+            "toolexpander), restarting hard sampling from scratch: every item zero-shot, its history lost."
+        },
+    )
+    # transformers 5 dropped TrainingArguments' field of this name; `toolexpander train` reads ours.
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an output_dir that holds an earlier run: its metrics.jsonl, "
+            "hard_samples.jsonl and checkpoint-* are deleted first (its saved model is replaced at the "
+            "end). Without it (or --resume_from_checkpoint) such a folder is refused."
+        },
+    )
     # TRL fields whose defaults change (SPEC §1).
     num_generations: int | None = field(
         default=10, metadata={"help": "Rollouts per prompt G (the paper uses 10)."}
@@ -260,6 +294,30 @@ class ToolExpanderConfig(GRPOConfig):
                 f"demo_rollouts_per_group must be in [1, num_generations={self.num_generations}], "
                 f"got {self.demo_rollouts_per_group}"
             )
+        if self.mode in MODES and not self.uses_hard_sampling:
+            # A mode that never poses demonstrations would ignore these without a word.
+            defaults = self.__dataclass_fields__
+            ignored = [name for name in DEMO_FIELDS if getattr(self, name) != defaults[name].default]
+            if ignored:
+                hard_modes = ", ".join(mode for mode, (hard, _) in MODE_FEATURES.items() if hard)
+                problems.append(
+                    f"mode {self.mode} poses no demonstrations, so it would ignore {', '.join(ignored)}; "
+                    f"use a mode with hard sampling ({hard_modes})"
+                )
+        generations = self.num_generations
+        if generations is not None and self.hard_max_correct >= generations:  # every group would be hard
+            problems.append(
+                f"hard_max_correct must be < num_generations={generations}, got {self.hard_max_correct}"
+            )
+        if generations is not None and self.fade_min_successes > generations:  # no item could ever fade
+            problems.append(
+                f"fade_min_successes must be <= num_generations={generations}, got {self.fade_min_successes}"
+            )
+        if self.learning_rate < 0:
+            problems.append(f"learning_rate must be >= 0, got {self.learning_rate}")
+        # transformers reads any max_steps <= 0 as "train num_train_epochs": 0 would run a whole epoch.
+        if self.max_steps == 0 or self.max_steps < -1:
+            problems.append(f"max_steps must be >= 1, or -1 to train num_train_epochs; got {self.max_steps}")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -19,7 +19,8 @@ signatures `tests/test_trl_canary.py` pins:
   completions the same way and hand whole groups to the `HardSampler`;
 - `_save`: the saved model records the prompt it was trained with (`toolexpander_prompt.json`);
 - `_save_checkpoint` / `_load_optimizer_and_scheduler`: the hard-sampling state travels with
-  every checkpoint (the same hooks TRL uses for its own entropy-controller state);
+  every checkpoint (the same hooks TRL uses for its own entropy-controller state); a checkpoint
+  without it is refused unless `resume_without_hard_sampling_state`;
 - `_get_train_sampler`: TRL's sampler draws each epoch's order from one running generator,
   which a resumed run restarts; we seed it per epoch so a resumed run sees the same order.
 `metrics.jsonl` is written by a plain `TrainerCallback` (`MetricsFile`). The policy itself (which
@@ -34,6 +35,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.trainer.utils import pad
 
+from toolexpander.data.schema import jsonl_rows
+from toolexpander.errors import UserError
+from toolexpander.files import append_jsonl, dumps_json, jsonl_text, write_file
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule, exponential_lr_factor
 from toolexpander.hard_sampling.sampler import HardSampler, group_slots
@@ -578,7 +583,7 @@ class ToolExpanderTrainer(GRPOTrainer):
                 "hard_sampler": self.hard_sampler.state_dict(),
                 "fresh_rng": [version, list(internal), gauss],
             }
-            Path(folder, STATE_FILE).write_text(json.dumps(state))
+            write_file(Path(folder, STATE_FILE), dumps_json(state))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -586,21 +591,22 @@ class ToolExpanderTrainer(GRPOTrainer):
             return
         state_path = Path(checkpoint, STATE_FILE)
         if state_path.is_file():
-            state = json.loads(state_path.read_text())
+            state = json.loads(state_path.read_text(encoding="utf-8"))
             self.hard_sampler.load_state_dict(state["hard_sampler"])
             version, internal, gauss = state["fresh_rng"]
             self._fresh_rng.setstate((version, tuple(internal), gauss))
+        elif self.args.resume_without_hard_sampling_state:
+            warnings.warn(f"{checkpoint} holds no {STATE_FILE}: hard sampling restarts from scratch")
+        else:  # a UserError, not a ValueError: this runs inside train(), past commands.py's wrapping
+            raise UserError(
+                f"{checkpoint} holds no {STATE_FILE} (not saved by toolexpander?): resuming from it would "
+                "restart hard sampling from scratch; pass --resume_without_hard_sampling_state true to do so"
+            )
         # Rows written after the checkpoint (a run killed between checkpoints) would count twice.
         if self.accelerator.is_main_process:
             step = json.loads(Path(checkpoint, "trainer_state.json").read_text())["global_step"]
             for name in (LEDGER_FILE, METRICS_FILE):
                 truncate_jsonl_after_step(Path(self.args.output_dir, name), step)
-
-
-def append_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
 
 
 class MetricsFile(TrainerCallback):
@@ -617,8 +623,21 @@ class MetricsFile(TrainerCallback):
 
 
 def truncate_jsonl_after_step(path: Path, step: int) -> None:
-    """Keep the rows of ``path`` whose ``step`` is at most ``step``."""
+    """Keep the rows of ``path`` whose ``step`` is at most ``step``. Its last line may be torn (a run
+    killed while appending): it is dropped with a warning. A broken line before it is a UserError."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    # surrogateescape: a kill can cut the last line inside a UTF-8 character.
+    rows = list(jsonl_rows(path.read_text(encoding="utf-8", errors="surrogateescape")))
+    kept = []
+    for position, (number, row, reason) in enumerate(rows, 1):
+        if reason is not None and position == len(rows):
+            warnings.warn(f"{path}:{number}: dropped the torn last line of a run killed while writing it")
+            continue
+        if reason is None and not (isinstance(row, dict) and isinstance(row.get("step"), int)):
+            reason = "a row without an integer 'step'"
+        if reason is not None:
+            raise UserError(f"{path}:{number}: {reason}; resuming needs this line mended or deleted")
+        if row["step"] <= step:
+            kept.append(row)
+    write_file(path, jsonl_text(kept))
