@@ -93,13 +93,17 @@ def test_two_processes_write_the_same_ledger_as_one(
     assert any(shots > 0 for _, _, _, shots, _ in ledgers["two"])  # the demonstrations path ran
 
 
-# Run under `accelerate launch`: train through the CLI, then list the gloo threads still alive.
+# Run under `accelerate launch`: train through the CLI, then list the gloo threads still alive, in a
+# file per rank (two ranks printing at once can share a line of stdout).
 GLOO_THREADS_AFTER_MAIN = """
 import json, os, sys
 from toolexpander.cli import main
-code = main(sys.argv[1:])
+report, argv = sys.argv[1], sys.argv[2:]
+code = main(argv)
 names = [open(f"/proc/self/task/{tid}/comm").read().strip() for tid in os.listdir("/proc/self/task")]
-print(json.dumps({"rank": os.environ["RANK"], "code": code, "gloo": sorted(n for n in names if "gloo" in n)}))
+gloo = sorted(n for n in names if "gloo" in n)
+with open(f"{report}-{os.environ['RANK']}.json", "w") as handle:
+    json.dump({"rank": os.environ["RANK"], "code": code, "gloo": gloo}, handle)
 """
 
 
@@ -115,10 +119,11 @@ def test_a_two_process_run_tears_gloo_down_before_the_interpreter_exits(tmp_path
     argv = train_argv(tiny_model_dir, tmp_path / "run", "--max_steps", "2", "--max_train_items", "2")
     argv += ["--per_device_train_batch_size", "4"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [*ACCELERATE_2PROC, "--main_process_port", str(free_port()), str(script), *argv]
+    report = tmp_path / "threads"
+    command = [*ACCELERATE_2PROC, "--main_process_port", str(free_port()), str(script), str(report), *argv]
     done = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"rank"')]
+    reports = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("threads-*.json"))]
     assert sorted(r["rank"] for r in reports) == ["0", "1"]
     assert all(r["code"] == 0 and r["gloo"] == [] for r in reports), reports
 
