@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "tiny-cpu.yaml")
 LEDGER_KEYS = ("id", "step", "round", "shots", "successes")
 CORRECT_WITH_DEMOS = "tests.scripted_rewards:correct_with_demos"
+ALTERNATING = "tests.scripted_rewards:every_other_correct"
 ACCELERATE_2PROC = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
 ACCELERATE_2PROC += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
@@ -91,6 +92,37 @@ def test_two_processes_write_the_same_ledger_as_one(
         assert steps == [1, 2, 3]
     assert ledgers["two"] == ledgers["one"]
     assert any(shots > 0 for _, _, _, shots, _ in ledgers["two"])  # the demonstrations path ran
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_same_weights_with_the_shared_prompt_as_without(tmp_path, tiny_model_dir):
+    """DDP (gloo): the shared-prompt loss makes two forwards (prompts, then completions) before one
+    backward; the gradients DDP reduces, and so the weights, equal the plain path's."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for shared in ("true", "false"):
+        out = tmp_path / shared
+        argv = train_argv(tiny_model_dir, out, "--max_steps", "2", "--max_train_items", "4", "--mode", "grpo")
+        argv += ["--per_device_train_batch_size", "4", "--correctness_reward", ALTERNATING]
+        # TRL's default gradient checkpointing would leave both runs on the plain path.
+        argv += ["--gradient_checkpointing", "false", "--shared_prompt_loss", shared]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        command = [*ACCELERATE_2PROC, "--main_process_port", str(free_port()), "-m", "toolexpander", *argv]
+        done = subprocess.run(
+            command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.count("training items") == 2  # really two processes
+        assert "shared_prompt_loss:" not in done.stderr  # no fallback
+        logged = [m for m in read_jsonl(out / "metrics.jsonl") if "shared_prompt/rows_per_prompt" in m]
+        assert len(logged) == (2 if shared == "true" else 0)  # one group of 4 rows per process and step
+        assert all(m["shared_prompt/rows_per_prompt"] == 4.0 for m in logged)
+        weights[shared] = load_file(out / "model.safetensors")
+    start = load_file(Path(tiny_model_dir, "model.safetensors"))
+    moved = max((weights["false"][name] - start[name]).abs().max().item() for name in start)
+    diff = max((weights["true"][name] - weights["false"][name]).abs().max().item() for name in start)
+    assert moved > 1e-5 and diff <= 1e-6, (diff, moved)
 
 
 # Run under `accelerate launch`: train through the CLI, then list the gloo threads still alive, in a

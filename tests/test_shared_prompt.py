@@ -3,17 +3,29 @@
 The plain path is TRL's: every row's full ``[prompt, completion]`` through the model, logits of the
 ``C`` positions before the completion tokens divided by the temperature, log-softmax, gather; run
 both as TRL's loss forward does (no position ids: pads counted) and as HF generate does (the mask's
-cumsum). Tiny random Qwen2 in float32, eager and SDPA attention."""
+cumsum); and TRL's own method under its fused LM head (log-probs, entropies, gradients). Then the
+real `ToolExpanderTrainer` with `shared_prompt_loss` against TRL's plain path: log-probs of a
+generated batch, loss gradients (full fine-tuning, LoRA, swapped carry-over rows, the old log-prob
+pass of num_iterations 2), the fallback under gradient checkpointing, two training steps. Tiny random
+Qwen2 in float32, eager and SDPA attention."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import types
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
-from toolexpander.trainer.shared_prompt import group_rows, shared_prompt_logps
+from tests.test_carry_over import capture_loss_batches
+from toolexpander.trainer.shared_prompt import (
+    group_rows,
+    shared_prompt_logps,
+    shared_prompt_logps_and_entropies,
+)
 
 G = 4
 PAD = 0
@@ -387,3 +399,333 @@ def test_refuses_bad_inputs(tiny_model_dir):
     with pytest.raises(ValueError, match="temperature"):
         shared_prompt_logps(model, pids, pmask, cids, cmask, temperature=0.0)
     assert shared_prompt_logps(model, pids, pmask, cids[:, :0], cmask[:, :0]).shape == (pids.shape[0], 0)
+
+
+# -- entropies, short prompts ----------------------------------------------------------------------
+
+
+def plain_entropies(model, pids, pmask, cids, cmask, temperature):
+    """TRL's `entropy_from_logits` on the plain path's scoring logits: -sum p log p."""
+    ids, mask = torch.cat([pids, cids], dim=1), torch.cat([pmask, cmask], dim=1)
+    logits = (
+        model(input_ids=ids, attention_mask=mask).logits[:, -cids.shape[1] - 1 : -1].float() / temperature
+    )
+    logps = logits.log_softmax(-1)
+    return -(logps.exp() * logps).sum(-1)
+
+
+@pytest.mark.parametrize("kind", ["groups", "mixed", "one_token"])
+def test_entropies_equal_plain_path(model, kind):
+
+    batch = make_batch(kind, model.config.vocab_size)
+    cmask = batch[3]
+    with torch.no_grad():
+        logps, entropies = shared_prompt_logps_and_entropies(
+            model, *batch, temperature=0.7, compute_entropy=True
+        )
+        assert _masked_max_diff(entropies, plain_entropies(model, *batch, 0.7), cmask) <= 1e-5
+        assert _masked_max_diff(logps, plain_logps(model, *batch, 0.7, "trl"), cmask) <= 1e-5
+    # Nothing where the completion is padding, as TRL's fused head gives.
+    assert (logps[cmask == 0] == 0).all() and (entropies[cmask == 0] == 0).all()
+    assert shared_prompt_logps_and_entropies(model, *batch)[1] is None
+
+
+def test_prompts_of_one_token(model):
+    """Rows whose prompt is one real token (nothing but pads in the shared cache), and prompts one column
+    wide (no cache at all)."""
+    gen = torch.Generator().manual_seed(3)
+    vocab = model.config.vocab_size
+    a, b = (
+        torch.randint(3, vocab, (1,), generator=gen).tolist(),
+        torch.randint(3, vocab, (6,), generator=gen).tolist(),
+    )
+    pids, pmask = _left_pad([a, a, b, b], 6)
+    cids, cmask = _completions([4, 2, 4, 3], 4, vocab, gen)
+    with torch.no_grad():
+        for batch in ((pids, pmask, cids, cmask), (pids[:2, -1:], pmask[:2, -1:], cids[:2], cmask[:2])):
+            shared = shared_prompt_logps(model, *batch)
+            assert _masked_max_diff(shared, plain_logps(model, *batch, 1.0, "trl"), batch[3]) <= 1e-5
+
+
+def _trl_method():
+    """TRL's `_get_per_token_logps_and_entropies` unwrapped from its profiling decorator, and a stand-in
+    for the few trainer attributes it reads."""
+    from trl.trainer.grpo_trainer import GRPOTrainer
+
+    method = GRPOTrainer._get_per_token_logps_and_entropies
+    fake_trainer = types.SimpleNamespace(
+        accelerator=types.SimpleNamespace(autocast=contextlib.nullcontext, is_main_process=True)
+    )
+    return getattr(method, "__wrapped__", method), fake_trainer
+
+
+@pytest.mark.parametrize("kind", ["groups", "mixed"])
+def test_fused_head_entropies_and_gradients_equal_trl(tiny_model_dir, kind):
+    """Under TRL's fused LM head (log-probs and entropies, as GRPOTrainer patches its policy): the shared
+    path's log-probs, entropies and the gradient of a loss using both equal TRL's own method's."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    temperature = 0.8
+    model = _load(tiny_model_dir, "sdpa")
+    add_fused_lm_head(model, temperature=temperature, outputs=("log_probs", "entropy"))
+    pids, pmask, cids, cmask = make_batch(kind, model.config.vocab_size)
+    method, fake_trainer = _trl_method()
+    weights = torch.linspace(-1.0, 1.5, cids.shape[0])[:, None]
+    ids, mask = torch.cat([pids, cids], 1), torch.cat([pmask, cmask], 1)
+    logps, entropies, _ = method(fake_trainer, model, ids, mask, cids.shape[1], compute_entropy=True)
+    g_plain = _grads(model, ((logps + 0.3 * entropies) * cmask * weights).sum())
+    shared, shared_entropies = shared_prompt_logps_and_entropies(
+        model, pids, pmask, cids, cmask, temperature=temperature, compute_entropy=True
+    )
+    # All positions: both give 0 under the padding.
+    assert (shared - logps).abs().max().item() <= 1e-5
+    assert (shared_entropies - entropies).abs().max().item() <= 1e-5
+    g_shared = _grads(model, ((shared + 0.3 * shared_entropies) * cmask * weights).sum())
+    g_shared, g_plain = g_shared.double(), g_plain.double()
+    assert g_plain.norm() > 0
+    assert torch.nn.functional.cosine_similarity(g_shared, g_plain, dim=0).item() >= 0.9999
+    assert (g_shared - g_plain).norm().item() / g_plain.norm().item() <= 1e-4
+
+
+def test_fused_head_without_entropies_refuses_them(tiny_model_dir):
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = _load(tiny_model_dir, "sdpa")
+    add_fused_lm_head(model)  # as TRL patches the reference model: log-probs only
+    batch = make_batch("groups", model.config.vocab_size)
+    with torch.no_grad():
+        assert shared_prompt_logps_and_entropies(model, *batch)[1] is None
+        with pytest.raises(ValueError, match="without entropies"):
+            shared_prompt_logps_and_entropies(model, *batch, compute_entropy=True)
+
+
+# -- through the trainer: `shared_prompt_loss` on against TRL's plain path --------------------------
+
+
+def build_trainer(tmp_path, tiny_model_dir, monkeypatch, reward, peft=False, **fields):
+    from peft import LoraConfig
+
+    from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.tasks.suite import build_suite
+    from toolexpander.trainer import trainer as trainer_module
+    from toolexpander.trainer.config import ToolExpanderConfig
+
+    monkeypatch.setattr(trainer_module, "get_reward", lambda name: reward)
+    settings = {
+        "output_dir": str(tmp_path),
+        "mode": "grpo",
+        "num_generations": 4,
+        "per_device_train_batch_size": 8,
+        "max_completion_length": 8,
+        "max_steps": 1,
+        "learning_rate": 0.0,  # the model the batch was generated with stays the one compared on
+        "report_to": "none",
+        "use_cpu": True,
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "seed": 0,
+        "gradient_checkpointing": False,  # TRL's default is on, which the shared prompt cannot serve
+        **fields,
+    }
+    extra = {}
+    if peft:  # random lora_B (PEFT starts it at 0, which would leave lora_A without gradient)
+        extra["peft_config"] = LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        )
+    torch.manual_seed(0)
+    model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
+    tasks = build_suite()["train"][:2]
+    return trainer_module.ToolExpanderTrainer(
+        model, ToolExpanderConfig(**settings), tasks, processing_class=tokenizer, **extra
+    )
+
+
+def spy_shared_calls(monkeypatch) -> list[dict]:
+    """Every call the trainer makes to the shared path: gradients recorded or not, rows, distinct prompts,
+    and whether it served (False: it raised, for the plain path to serve)."""
+    from toolexpander.trainer import trainer as trainer_module
+
+    calls = []
+    original = trainer_module.shared_prompt_logps_and_entropies
+
+    def spy(model, prompt_ids, prompt_mask, *args, **kwargs):
+        distinct = len(group_rows(prompt_ids, prompt_mask)[0])
+        call = {
+            "grad": torch.is_grad_enabled(),
+            "rows": len(prompt_ids),
+            "distinct": distinct,
+            "served": False,
+        }
+        calls.append(call)
+        output = original(model, prompt_ids, prompt_mask, *args, **kwargs)
+        call["served"] = True
+        return output
+
+    monkeypatch.setattr(trainer_module, "shared_prompt_logps_and_entropies", spy)
+    return calls
+
+
+def loss_gradient(trainer, batch: dict, shared: bool) -> tuple[float, torch.Tensor]:
+    trainer.args.shared_prompt_loss = shared
+    model = trainer.model
+    model.zero_grad(set_to_none=True)
+    loss = trainer.compute_loss(model, dict(batch))
+    loss.backward()
+    params = [p for p in model.parameters() if p.requires_grad]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+    model.zero_grad(set_to_none=True)
+    return loss.item(), flat.double()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _from_scripted(name):
+    from tests import scripted_rewards
+
+    return getattr(scripted_rewards, name)
+
+
+TRAINER_CASES = {
+    # name: (reward, trainer fields)
+    "full_finetuning": ("every_other_correct", {}),
+    "lora": ("every_other_correct", {"peft": True}),
+    # Re-rolled hard groups are mixed (1 of 4 rows with demonstrations); swapped to the zero-shot prompt.
+    "carry_over_swapped_rows": (
+        "correct_with_demos",
+        {
+            "mode": "hard_sampling_only",
+            "carry_over": "swap_nll",
+            "demo_rollouts_per_group": 1,
+            "reroll_all_fail": True,
+        },
+    ),
+    # The old log-probs are taken in generation (no gradient), through the same method.
+    "num_iterations_2": ("every_other_correct", {"num_iterations": 2}),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAINER_CASES))
+def test_trainer_log_probs_and_gradients_equal_trl_plain_path(tmp_path, tiny_model_dir, monkeypatch, case):
+    from trl import GRPOTrainer
+
+    reward, fields = TRAINER_CASES[case]
+    trainer = build_trainer(tmp_path, tiny_model_dir, monkeypatch, _from_scripted(reward), **fields)
+    assert trainer.args.shared_prompt_loss  # on by default
+    calls = spy_shared_calls(monkeypatch)
+    batches = capture_loss_batches(trainer)
+    trainer.train()
+    (batch,) = batches
+    # The loss forward of the step went through the shared path: 8 rows, 2 distinct prompts.
+    assert {"grad": True, "rows": 8, "distinct": 2, "served": True} in calls
+    assert all(call["served"] for call in calls)
+    unique, _ = group_rows(batch["prompt_ids"], batch["prompt_mask"])
+    assert len(unique) == 2
+    if case == "carry_over_swapped_rows":
+        # The swapped rows hold the zero-shot prompt of their group's other rows: one prompt per group.
+        assert batch["swapped"].sum().item() == 2 and (batch["advantages"] != 0).all()
+    model = trainer.model
+    model.train()
+    pids, pmask, cids, cmask = (
+        batch[k] for k in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
+    )
+    ids, mask, width = torch.cat([pids, cids], 1), torch.cat([pmask, cmask], 1), cids.shape[1]
+    with torch.no_grad():
+        before = len(calls)
+        logps, entropies, aux = trainer._get_per_token_logps_and_entropies(
+            model, ids, mask, width, compute_entropy=True
+        )
+        assert len(calls) == before + 1 and calls[-1]["served"]  # served by the shared path
+        plain_logps_, plain_entropies_, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer, model, ids, mask, width, compute_entropy=True
+        )
+    logps_diff = (logps - plain_logps_).abs().max().item()
+    assert logps_diff <= 1e-5, logps_diff
+    assert (entropies - plain_entropies_).abs().max().item() <= 1e-5
+    assert aux is None and logps.shape == cids.shape
+    if case == "num_iterations_2":
+        old = batch["old_per_token_logps"]
+        assert old is not None and any(not call["grad"] and call["served"] for call in calls)
+        assert (old - plain_logps_).abs().max().item() <= 1e-5
+    loss_shared, g_shared = loss_gradient(trainer, batch, shared=True)
+    loss_plain, g_plain = loss_gradient(trainer, batch, shared=False)
+    assert g_plain.norm() > 0
+    cosine = torch.nn.functional.cosine_similarity(g_shared, g_plain, dim=0).item()
+    rel_norm = abs(g_shared.norm() - g_plain.norm()).item() / g_plain.norm().item()
+    assert cosine >= 0.9999, cosine
+    assert rel_norm <= 1e-4, rel_norm
+    assert abs(loss_shared - loss_plain) <= 1e-5 * max(1.0, abs(loss_plain))
+
+
+def test_gradient_checkpointing_falls_back_to_the_plain_path_with_one_warning(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    from trl import GRPOTrainer
+
+    trainer = build_trainer(
+        tmp_path,
+        tiny_model_dir,
+        monkeypatch,
+        _from_scripted("every_other_correct"),
+        gradient_checkpointing=True,
+        max_steps=2,
+        learning_rate=1e-4,
+    )
+    calls = spy_shared_calls(monkeypatch)
+    plain_with_grad = []
+    original = GRPOTrainer._get_per_token_logps_and_entropies
+
+    def plain(self, *args, **kwargs):
+        plain_with_grad.append(torch.is_grad_enabled())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", plain)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    ours = [str(w.message) for w in caught if str(w.message).startswith("shared_prompt_loss")]
+    assert len(ours) == 1, ours
+    assert "gradient checkpointing" in ours[0]
+    # Tried once, then the plain path served both steps' loss forwards.
+    assert [(call["grad"], call["served"]) for call in calls] == [(True, False)]
+    assert plain_with_grad.count(True) == 2
+
+
+def test_two_steps_give_the_same_weights_with_and_without_the_shared_prompt(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    from safetensors.torch import load_file
+
+    from toolexpander.cli import main
+
+    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "tiny-cpu.yaml")
+    calls = spy_shared_calls(monkeypatch)
+    weights = {}
+    for shared in ("true", "false"):
+        out = tmp_path / shared
+        argv = [
+            "train",
+            "--config",
+            recipe,
+            "--model_name_or_path",
+            tiny_model_dir,
+            "--build_tiny_model",
+            "false",
+        ]
+        argv += ["--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no", "--mode", "grpo"]
+        argv += ["--correctness_reward", "tests.scripted_rewards:every_other_correct"]
+        argv += ["--gradient_checkpointing", "false"]  # TRL's default (on) would leave both runs plain
+        assert main([*argv, "--shared_prompt_loss", shared]) == 0
+        weights[shared] = load_file(out / "model.safetensors")
+        logged = [row for row in read_jsonl(out / "metrics.jsonl") if "shared_prompt/rows_per_prompt" in row]
+        assert [row["shared_prompt/rows_per_prompt"] for row in logged] == ([4.0, 4.0] if shared == "true" else [])
+        if shared == "true":
+            assert sum(call["grad"] and call["served"] for call in calls) == 2  # both steps' loss forwards
+            served = len(calls)
+    assert len(calls) == served  # nothing shared with it off
+    start = load_file(Path(tiny_model_dir, "model.safetensors"))
+    moved = max((weights["false"][name] - start[name]).abs().max().item() for name in start)
+    diff = max((weights["true"][name] - weights["false"][name]).abs().max().item() for name in start)
+    assert moved > 1e-5  # the steps moved the weights
+    assert diff <= 1e-6, (diff, moved)

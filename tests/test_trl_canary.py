@@ -28,7 +28,15 @@ HOOKED = {
 }
 # Overridden with a catch-all tail (*args, **kwargs): only the leading parameters are pinned.
 HOOKED_PREFIX = {
-    "_get_per_token_logps_and_entropies": ["model", "input_ids", "attention_mask", "logits_to_keep"],
+    "_get_per_token_logps_and_entropies": [
+        "model",
+        "input_ids",
+        "attention_mask",
+        "logits_to_keep",
+        "batch_size",
+        "compute_entropy",
+        "compute_aux_loss",
+    ],
 }
 
 
@@ -51,6 +59,8 @@ def test_hooked_private_methods_keep_their_signatures():
     for name, expected in HOOKED_PREFIX.items():
         params = list(inspect.signature(getattr(GRPOTrainer, name)).parameters)[1:]
         assert params[: len(expected)] == expected, f"GRPOTrainer.{name}{params} changed (we rely on {expected})"
+        ours = list(inspect.signature(getattr(ToolExpanderTrainer, name)).parameters)[1:]
+        assert ours[: len(expected)] == expected, f"our override of {name} drifted from TRL's signature"
 
 
 def test_the_loss_makes_one_forward_whose_log_probs_the_carry_over_term_reuses():
@@ -95,3 +105,25 @@ def test_generation_batch_still_carries_the_tensors_we_merge():
     assert "rewards_per_func = gather(rewards_per_func)" in inspect.getsource(
         GRPOTrainer._calculate_rewards
     ), "_calculate_rewards no longer gathers rewards across processes: hardness would be judged per shard"
+
+
+def test_the_log_prob_passes_are_what_the_shared_prompt_splits_and_scores_alike():
+    # `shared_prompt_loss`: our override splits TRL's input back into [prompt | completion] at
+    # `logits_to_keep`, treats every parameter after `compute_aux_loss` as a multimodal input (None for
+    # text), and scores with the fused LM head TRL patches onto the policy, as TRL does.
+    from trl.trainer.utils import add_fused_lm_head
+
+    method = GRPOTrainer._get_per_token_logps_and_entropies
+    params = inspect.signature(method).parameters
+    tail = list(params)[list(params).index("compute_aux_loss") + 1 :]
+    assert tail and all(params[name].default is None for name in tail), f"new non-multimodal parameters: {tail}"
+    source = inspect.getsource(method)
+    assert "labels[:, :-logits_to_keep] = -100" in source and "fused_lm_head=True" in source
+    assert "outputs.log_probs[:, -logits_to_keep:]" in source and "outputs.entropy[:, -logits_to_keep:]" in source
+    assert "input_ids = torch.cat([prompt_ids, completion_ids], dim=1)" in inspect.getsource(GRPOTrainer._compute_loss)
+    generation = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert "prompt_completion_ids = torch.cat([prompt_ids, completion_ids], dim=1)" in generation
+    init = inspect.getsource(GRPOTrainer.__init__)
+    assert "self.temperature = args.temperature" in init and 'outputs=("log_probs", "entropy")' in init
+    fused = inspect.getsource(add_fused_lm_head)
+    assert "shift_labels" in fused and "fused_lm_head" in fused

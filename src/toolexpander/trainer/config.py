@@ -6,7 +6,7 @@ Fields by purpose:
   `fading`, `fade_min_successes`, `demo_sources`, `reroll_all_fail`, `demo_rollouts_per_group`;
 - carry-over to zero-shot (SPEC §8): `carry_over`, `carry_over_gamma`, `carry_over_nll_coef`,
   `carry_over_nll_anneal_steps`;
-- cost: `skip_zero_advantage_rows`;
+- cost: `skip_zero_advantage_rows`, `shared_prompt_loss`;
 - Self-Exemplifying Thinking: `self_exemplify_bonus`, `bonus_requires_correct`;
 - schedule: `lr_decay_gamma`, `lr_decay_steps`, `lr_decay_unit`;
 - DAPO-style filtering baseline: `dapo_max_fill_rounds`;
@@ -205,6 +205,19 @@ class ToolExpanderConfig(GRPOConfig):
             "clip metrics then cover the other rows. A batch with no such row is skipped: Adam then skips "
             "the step for every weight (grad None), so no momentum-carried update happens and its step "
             "count does not advance; the LR schedule still does. Off under DeepSpeed and FSDP."
+        },
+    )
+    shared_prompt_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "Encode each distinct prompt of a batch once in the loss forward and backward, and in "
+            "TRL's old and reference log-prob passes (its keys and values shared by the G rollouts, SPEC "
+            "11): the same log-probs and gradients up to float rounding, the prompt's cost paid once "
+            "instead of G times. On by default where supported: a model or setting it cannot serve "
+            "(gradient checkpointing in the loss forward, sliding-window or other non-full-attention "
+            "caches, encoder-decoder models, multimodal inputs, an MoE aux loss) falls back to TRL's plain "
+            "path with one warning per run naming why. Batches whose prompts are all distinct take the "
+            "plain path (nothing to save). A loss forward it serves logs shared_prompt/rows_per_prompt."
         },
     )
     self_exemplify_bonus: float = field(

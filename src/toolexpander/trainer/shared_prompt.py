@@ -2,12 +2,14 @@
 
 All G rollouts of a GRPO group share their prompt, yet the plain loss path runs the full
 ``[prompt, completion]`` sequence of every row through the model, so the prompt is encoded G times
-in each forward and backward. Here the distinct prompts of a batch are encoded once, with gradient;
-their keys and values (a transformers ``DynamicCache``) are expanded to one copy per row
-(``index_select``, whose backward sums the rows' gradients back onto the shared prompt), and the
-completions of all rows run in one forward against that cache, with position ids continued from each
-prompt's true (unpadded) length. The result equals the plain path's per-token log-probs and
-gradients up to float rounding.
+in each forward and backward. Here the distinct prompts of a batch (all but their last token) are
+encoded once, with gradient; their keys and values (a transformers ``DynamicCache``) are expanded to
+one copy per row (``index_select``, whose backward sums the rows' gradients back onto the shared
+prompt), and each row's last prompt token and completion run in one forward against that cache,
+with position ids continued from each prompt's true (unpadded) length; that forward alone scores
+every completion token, so a model patched with TRL's fused LM head is scored by it, as TRL's own
+loss path scores it (no ``[B, C, V]`` logits). The result equals the plain path's per-token
+log-probs, entropies and gradients up to float rounding.
 
 Positions are those HF ``generate`` gives (the attention mask's cumsum: pads skipped). TRL's plain
 loss forward passes no position ids, so its positions count the left pads too; with rotary
@@ -28,7 +30,7 @@ import inspect
 import torch
 from torch import nn
 
-__all__ = ["group_rows", "shared_prompt_logps"]
+__all__ = ["group_rows", "shared_prompt_logps", "shared_prompt_logps_and_entropies"]
 
 
 def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,12 +83,42 @@ def shared_prompt_logps(
 
     The same numbers as the plain path (``model(cat([prompt, completion]))``, logits of the
     ``C`` positions before each completion token divided by ``temperature``, log-softmax, gather),
-    with each distinct prompt encoded once: one forward over the ``U`` distinct prompts filling a
-    KV cache, which is expanded to the ``B`` rows, then one forward over the completions (but their
-    last token, whose logits score nothing). The first completion token is scored by the prompt's
-    last logits. Gradients reach the parameters through the shared keys and values (their
-    expansion's backward sums the rows). Positions under ``completion_mask == 0`` get finite
-    numbers of no meaning; mask them as the plain path's are. Log-softmax runs in float32.
+    with each distinct prompt encoded once: see `shared_prompt_logps_and_entropies`, of which this
+    is the log-probs. Raises ``ValueError`` for what it cannot serve (see the module's docstring).
+    """
+    logps, _ = shared_prompt_logps_and_entropies(
+        model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature=temperature
+    )
+    return logps
+
+
+def shared_prompt_logps_and_entropies(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    temperature: float = 1.0,
+    compute_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs ``[B, C]`` of ``completion_ids`` given their (left-padded) prompts, and
+    the entropies ``[B, C]`` of the distributions they are drawn from (None unless
+    ``compute_entropy``), each distinct prompt encoded once.
+
+    One forward over all but the last token of the ``U`` distinct prompts fills a KV cache, which
+    is expanded to the ``B`` rows; then one forward over each row's last prompt token and its
+    completion but the last token (whose logits score nothing), whose ``C`` outputs score the ``C``
+    completion tokens. Gradients reach the parameters through the shared keys and values (their
+    expansion's backward sums the rows); the entropies carry gradient too, as TRL's do.
+
+    The scoring head is the model's:
+    - a model patched with TRL's fused LM head (``trl.trainer.utils.add_fused_lm_head``, as
+      `GRPOTrainer` patches its policy and reference model) is scored by that head, as TRL's loss
+      path scores it (``shift_labels``, ``fused_lm_head=True``): no ``[B, C, V]`` logits, the same
+      kernel and precision, the temperature it was patched with (pass that one), and entropies
+      only where it was patched to compute them;
+    - any other model through its logits: divided by ``temperature``, log-softmax in float32.
+    Both give 0 (log-prob and entropy) where ``completion_mask`` is 0, as TRL's fused head does.
 
     Raises ``ValueError`` for what it cannot serve (see the module's docstring).
     """
@@ -102,45 +134,57 @@ def shared_prompt_logps(
         raise ValueError(f"{prompt_ids.shape[0]} prompts for {completion_ids.shape[0]} completions")
     batch, completion_length = completion_ids.shape
     if batch == 0 or completion_length == 0:
-        return torch.zeros(batch, completion_length, device=completion_ids.device)
+        empty = torch.zeros(batch, completion_length, device=completion_ids.device)
+        return empty, (empty.clone() if compute_entropy else None)
     _check_left_padded(prompt_mask)
     cache_kwarg, keeps_logits = _check_model(model)
-
-    from transformers import DynamicCache
+    fused = _has_fused_lm_head(model)
 
     unique_index, row_to_unique = group_rows(prompt_ids, prompt_mask)
-    unique_ids = prompt_ids.index_select(0, unique_index)
-    unique_mask = prompt_mask.index_select(0, unique_index).long()
+    # Left-padded: every row's last column is its last prompt token, which the second forward takes.
+    head_mask = prompt_mask[:, :-1].long().index_select(0, unique_index)  # [U, P-1]
+    cache = None
+    if head_mask.shape[1]:
+        # 1. The distinct prompts but their last token, once, with gradient. Positions as HF generate
+        # makes them: the mask's cumsum, so pads are skipped (a pad's own position, 1, is of no matter:
+        # nothing attends to it).
+        from transformers import DynamicCache
 
-    # 1. The distinct prompts, once, with gradient. Positions as HF generate makes them: the mask's
-    # cumsum, so pads are skipped (their own position is 1, of no matter: nothing attends to them).
-    prompt_positions = (unique_mask.cumsum(-1) - 1).masked_fill(unique_mask == 0, 1)
-    cache = DynamicCache(config=_innermost(model).config)
-    extra = {"logits_to_keep": 1} if keeps_logits else {}
-    prompt_out = model(
-        input_ids=unique_ids,
-        attention_mask=unique_mask,
-        position_ids=prompt_positions,
-        use_cache=True,
-        **{cache_kwarg: cache},
-        **extra,
+        head_ids = prompt_ids[:, :-1].index_select(0, unique_index)
+        cache = DynamicCache(config=_innermost(model).config)
+        model(
+            input_ids=head_ids,
+            attention_mask=head_mask,
+            position_ids=(head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 1),
+            use_cache=True,
+            **{cache_kwarg: cache},
+            **({"logits_to_keep": 1} if keeps_logits else {}),  # logits unused: the least the head allows
+        )
+        _check_cache(cache, head_ids.shape[1])
+        # 2. One copy of its prompt's keys and values per row (index_select: the backward sums the rows).
+        cache.reorder_cache(row_to_unique)
+    row_head_mask = head_mask.index_select(0, row_to_unique)  # [B, P-1]
+    inputs = torch.cat([prompt_ids[:, -1:], completion_ids[:, :-1]], dim=1)  # [B, C]
+    attention_mask = torch.cat(
+        [row_head_mask, prompt_mask[:, -1:].long(), completion_mask[:, :-1].long()], dim=1
     )
-    _check_cache(cache, unique_ids.shape[1])
-    last_logits = prompt_out.logits[:, -1, :].float() / temperature  # [U, V]: scores each row's first token
-    first_logps = (
-        last_logits.index_select(0, row_to_unique).gather(-1, completion_ids[:, :1].long())
-        - torch.logsumexp(last_logits, dim=-1).index_select(0, row_to_unique)[:, None]
-    )  # [B, 1]
-    if completion_length == 1:
-        return first_logps
-
-    # 2. One copy of its prompt's keys and values per row (index_select: the backward sums the rows).
-    cache.reorder_cache(row_to_unique)
-    row_prompt_mask = unique_mask.index_select(0, row_to_unique)
-    prompt_lengths = row_prompt_mask.sum(-1, keepdim=True)  # [B, 1]
-    inputs = completion_ids[:, :-1]  # the last token's logits score nothing
-    positions = prompt_lengths + torch.arange(completion_length - 1, device=inputs.device)[None, :]
-    attention_mask = torch.cat([row_prompt_mask, completion_mask[:, :-1].long()], dim=1)
+    positions = row_head_mask.sum(-1, keepdim=True) + torch.arange(completion_length, device=inputs.device)
+    scored = completion_mask.bool()
+    if fused:
+        out = model(
+            input_ids=inputs,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            **{cache_kwarg: cache},
+            shift_labels=completion_ids.masked_fill(~scored, -100),
+            fused_lm_head=True,
+        )
+        logps, entropies = out.log_probs, (out.entropy if compute_entropy else None)
+        if compute_entropy and entropies is None:
+            raise ValueError(
+                "the model's fused LM head was patched without entropies (outputs lacks 'entropy')"
+            )
+        return logps, entropies
     out = model(
         input_ids=inputs,
         attention_mask=attention_mask,
@@ -148,10 +192,14 @@ def shared_prompt_logps(
         use_cache=True,
         **{cache_kwarg: cache},
     )
-    logits = out.logits.float() / temperature  # [B, C-1, V]
-    targets = completion_ids[:, 1:].long().unsqueeze(-1)
-    rest_logps = logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    return torch.cat([first_logps, rest_logps], dim=1)
+    logits = out.logits.float() / temperature  # [B, C, V]
+    log_norm = torch.logsumexp(logits, dim=-1)
+    logps = logits.gather(-1, completion_ids.long().unsqueeze(-1)).squeeze(-1) - log_norm
+    entropies = None
+    if compute_entropy:  # TRL's entropy_from_logits: -sum p log p
+        log_probs = logits - log_norm.unsqueeze(-1)
+        entropies = -(log_probs.exp() * log_probs).sum(-1).masked_fill(~scored, 0.0)
+    return logps.masked_fill(~scored, 0.0), entropies
 
 
 def _check_left_padded(prompt_mask: torch.Tensor) -> None:
@@ -183,6 +231,19 @@ def _innermost(model: nn.Module) -> nn.Module:
     return model
 
 
+def _has_fused_lm_head(model: nn.Module) -> bool:
+    """Whether the transformers model under the wrappers carries TRL's fused LM head
+    (``add_fused_lm_head`` sets an instance ``forward`` taking ``fused_lm_head``)."""
+    forward = vars(_innermost(model)).get("forward")
+    if forward is None:
+        return False
+    try:
+        params = inspect.signature(forward, follow_wrapped=False).parameters
+    except (TypeError, ValueError):
+        return False
+    return "fused_lm_head" in params and "shift_labels" in params
+
+
 def _check_model(model: nn.Module) -> tuple[str, bool]:
     """The name the model's forward takes its cache by (``cache`` from transformers 5.2x,
     ``past_key_values`` before) and whether it takes ``logits_to_keep``; ValueError if it cannot
@@ -212,7 +273,7 @@ def _check_model(model: nn.Module) -> tuple[str, bool]:
     ):
         raise ValueError(
             "gradient checkpointing drops the KV cache in training (and its replay would write it twice): "
-            "the shared prompt cannot be used with it"
+            "the shared prompt cannot be used with it (turn gradient checkpointing off to share the prompt)"
         )
     return cache_kwarg, "logits_to_keep" in params
 

@@ -12,6 +12,13 @@ signatures `tests/test_trl_canary.py` pins:
   `_compute_loss` runs on the rest, and with `carry_over` the swapped rows' own term
   (`carry_over_loss`) reuses the log-probs of that one forward, which our override of
   `_get_per_token_logps_and_entropies` keeps;
+- `_get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size,
+  compute_entropy, compute_aux_loss, ...)`: the loss forward, and TRL's old and reference log-prob
+  passes, which all go through it; with `shared_prompt_loss` it splits TRL's ``[prompt,
+  completion]`` back and encodes each distinct prompt of a chunk once
+  (`trainer.shared_prompt`, SPEC §11; TRL's fused LM head scores, as on TRL's path); what that
+  cannot serve (gradient checkpointing, sliding windows, multimodal inputs, an MoE aux loss, ...)
+  falls back to TRL's plain path with one warning per run;
 - `_tokenize_prompts(prompts)`: a native prompt is text the chat template rendered (BOS included),
   so it is tokenised without adding special tokens;
 - `_calculate_rewards(...)`: the rewards score each reply with what the template prefilled
@@ -57,6 +64,7 @@ from toolexpander.hard_sampling.sampler import HardSampler, group_slots
 from toolexpander.prompts import generation_prefill, native_call_format, pose, prefill_think, save_run_prompt
 from toolexpander.rewards import completion_text, get_reward, with_prefill
 from toolexpander.trainer.config import ToolExpanderConfig
+from toolexpander.trainer.shared_prompt import group_rows, shared_prompt_logps_and_entropies
 
 STATE_FILE = "toolexpander_state.json"
 LEDGER_FILE = "hard_samples.jsonl"
@@ -258,6 +266,8 @@ class ToolExpanderTrainer(GRPOTrainer):
         self._batch_shots: list[int] = []
         self._batch_origin: list[int] = []
         self._captured_logps: torch.Tensor | None = None
+        # (model, gradients recorded) the shared prompt cannot serve, and why: the plain path serves them.
+        self._shared_prompt_off: dict[tuple[int, bool], str] = {}
         self._pass = _Pass()
         self._fresh_rng = random.Random(args.seed)
         # Skipping a backward is safe where gradients are reduced by DDP hooks or not at all.
@@ -502,12 +512,110 @@ class ToolExpanderTrainer(GRPOTrainer):
         logps, self._captured_logps = self._captured_logps, None
         return loss + self.carry_over_loss(logps, part, carry_advantages)
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
-        output = super()._get_per_token_logps_and_entropies(
-            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
-        )
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **inputs,
+    ):
+        options = {"batch_size": batch_size, "compute_entropy": compute_entropy}
+        options.update(compute_aux_loss=compute_aux_loss, **inputs)
+        output = None
+        if self.args.shared_prompt_loss:
+            output = self._shared_prompt_pass(model, input_ids, attention_mask, logits_to_keep, **options)
+        if output is None:
+            plain = super()._get_per_token_logps_and_entropies
+            output = plain(model, input_ids, attention_mask, logits_to_keep, **options)
         self._captured_logps = output[0]  # read by `compute_loss` right after TRL's loss forward
         return output
+
+    def _shared_prompt_pass(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size,
+        compute_entropy,
+        compute_aux_loss,
+        **inputs,
+    ) -> tuple | None:
+        """TRL's ``(logps, entropies, aux_loss)`` with each distinct prompt of a chunk encoded once
+        (`shared_prompt_logps_and_entropies`, SPEC §11), or None where the plain path must serve.
+
+        TRL hands ``[prompt, completion]`` with ``logits_to_keep`` the completion's width: split back.
+        Chunks of ``batch_size`` rows, as TRL's (``batch_size`` bounds the memory of a pass; rows
+        of a group cut by a chunk boundary cost their prompt once more, still exact). A chunk whose
+        prompts are all distinct takes TRL's path (nothing to save). What the shared path cannot
+        serve (gradient checkpointing, sliding windows, multimodal inputs, an MoE aux loss, ...)
+        leaves it to the plain path for the rest of the run, for that model and gradient mode (the
+        no-grad generation passes may still share under gradient checkpointing), with one warning
+        per run naming why. A loss forward it serves logs ``shared_prompt/rows_per_prompt`` (rows
+        over prompts encoded; 1 where no chunk shared): a run without it trained on the plain path."""
+        key = (id(model), torch.is_grad_enabled())
+        if key in self._shared_prompt_off:
+            return None
+        given = sorted(name for name, value in inputs.items() if value is not None)
+        reason = None
+        if compute_aux_loss:
+            reason = "the MoE load-balancing loss (output_router_logits) needs the plain forward"
+        elif given:
+            reason = f"multimodal inputs ({', '.join(given)}) go with the plain forward"
+        if reason is not None:
+            self._shared_prompt_unavailable(key, reason)
+            return None
+        split = input_ids.shape[1] - logits_to_keep
+        if logits_to_keep <= 0 or split <= 0:
+            return None
+        rows = input_ids.shape[0]
+        size = batch_size or rows
+        logps, entropies, encoded = [], [], 0
+        for start in range(0, rows, size):
+            chunk = slice(start, start + size)
+            prompt_ids, prompt_mask = input_ids[chunk, :split], attention_mask[chunk, :split]
+            distinct = len(group_rows(prompt_ids, prompt_mask)[0])
+            encoded += distinct
+            if distinct == prompt_ids.shape[0]:  # nothing repeats
+                plain = super()._get_per_token_logps_and_entropies
+                ids, mask = input_ids[chunk], attention_mask[chunk]
+                chunk_logps, chunk_entropies, _ = plain(
+                    model, ids, mask, logits_to_keep, compute_entropy=compute_entropy
+                )
+            else:
+                try:
+                    with self.accelerator.autocast():
+                        chunk_logps, chunk_entropies = shared_prompt_logps_and_entropies(
+                            model,
+                            prompt_ids,
+                            prompt_mask,
+                            input_ids[chunk, split:],
+                            attention_mask[chunk, split:],
+                            temperature=self.temperature,
+                            compute_entropy=compute_entropy,
+                        )
+                except ValueError as error:
+                    self._shared_prompt_unavailable(key, str(error))
+                    return None
+            logps.append(chunk_logps)
+            entropies.append(chunk_entropies)
+        if torch.is_grad_enabled():  # the loss forward: how many rows each encoded prompt served
+            mode = "train" if self.model.training else "eval"
+            self._metrics[mode]["shared_prompt/rows_per_prompt"].append(rows / max(encoded, 1))
+        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
+
+    def _shared_prompt_unavailable(self, key: tuple, reason: str) -> None:
+        if not self._shared_prompt_off:
+            warnings.warn(
+                f"shared_prompt_loss: {reason}; TRL's plain path encodes every row's prompt instead "
+                "(this warning is shown once per run)",
+                stacklevel=3,
+            )
+        self._shared_prompt_off[key] = reason
 
     @staticmethod
     def _loss_mask(inputs: dict) -> torch.Tensor:
