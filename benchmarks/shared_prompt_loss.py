@@ -24,9 +24,10 @@ Peak memory (max RSS, measured): ``demo`` 13.0 GB at 30 layers (16 rows of ~500 
 demo's per-device batch of 16; ``--rows_per_backward 4`` takes about a quarter of the activations);
 ``paper`` 4.4 GB at 2 layers and 6.0 GB at 4, so about 26 GB at 30: on a smaller machine pass
 ``--layers 12`` or so (the per-layer ratio is the point; the LM head's share grows as layers drop).
-Measured on 2 shared CPU cores, one thread, another engineer's pytest on the other core:
-``demo`` plain 54.1 s, shared 17.6 s of CPU per step (ratio 0.33; the token count ratio is
-(4 x 440 + 16 x 63) / (16 x 504) = 0.34).
+Measured on this project's 2-core CPU box (AMD EPYC), ``--threads 2``, nothing else running:
+``demo`` (30 layers, 2 repeats) wall 36.2 s plain, 11.7 s shared per step (3.09x; the token count
+ratio is (4 x 440 + 16 x 63) / (16 x 504) = 0.34); ``paper`` at ``--layers 12 --repeats 1`` wall
+48.7 s plain, 19.8 s shared (2.47x).
 
 Never run as a test.
 """
