@@ -23,7 +23,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def build_trainer(tmp_path, tiny_model_dir, monkeypatch, reward, **fields):
+def build_trainer(tmp_path, tiny_model_dir, monkeypatch, reward, peft_config=None, **fields):
     from toolexpander.models import load_model_and_tokenizer
     from toolexpander.trainer import trainer as trainer_module
     from toolexpander.trainer.config import ToolExpanderConfig
@@ -47,7 +47,7 @@ def build_trainer(tmp_path, tiny_model_dir, monkeypatch, reward, **fields):
     model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
     tasks = build_suite()["train"][:2]
     trainer = trainer_module.ToolExpanderTrainer(
-        model, ToolExpanderConfig(**settings), tasks, processing_class=tokenizer
+        model, ToolExpanderConfig(**settings), tasks, processing_class=tokenizer, peft_config=peft_config
     )
     return trainer, tokenizer, tasks
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.test_carry_over import build_trainer as build_carry_over_trainer
 from tests.test_carry_over import capture_loss_batches
 from toolexpander.trainer.shared_prompt import (
     group_rows,
@@ -503,41 +504,21 @@ def test_fused_head_without_entropies_refuses_them(tiny_model_dir):
 
 
 def build_trainer(tmp_path, tiny_model_dir, monkeypatch, reward, peft=False, **fields):
+    """test_carry_over's trainer as plain GRPO on the model the batch was generated with (lr 0),
+    gradient checkpointing off (TRL's default is on, which the shared prompt cannot serve)."""
     from peft import LoraConfig
 
-    from toolexpander.models import load_model_and_tokenizer
-    from toolexpander.tasks.suite import build_suite
-    from toolexpander.trainer import trainer as trainer_module
-    from toolexpander.trainer.config import ToolExpanderConfig
-
-    monkeypatch.setattr(trainer_module, "get_reward", lambda name: reward)
-    settings = {
-        "output_dir": str(tmp_path),
-        "mode": "grpo",
-        "num_generations": 4,
-        "per_device_train_batch_size": 8,
-        "max_completion_length": 8,
-        "max_steps": 1,
-        "learning_rate": 0.0,  # the model the batch was generated with stays the one compared on
-        "report_to": "none",
-        "use_cpu": True,
-        "save_strategy": "no",
-        "logging_steps": 1,
-        "seed": 0,
-        "gradient_checkpointing": False,  # TRL's default is on, which the shared prompt cannot serve
-        **fields,
-    }
-    extra = {}
-    if peft:  # random lora_B (PEFT starts it at 0, which would leave lora_A without gradient)
-        extra["peft_config"] = LoraConfig(
-            r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], init_lora_weights=False
-        )
-    torch.manual_seed(0)
-    model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
-    tasks = build_suite()["train"][:2]
-    return trainer_module.ToolExpanderTrainer(
-        model, ToolExpanderConfig(**settings), tasks, processing_class=tokenizer, **extra
+    settings = {"mode": "grpo", "reroll_all_fail": False, "demo_rollouts_per_group": None}
+    settings.update({"learning_rate": 0.0, "seed": 0, "gradient_checkpointing": False, **fields})
+    # random lora_B (PEFT starts it at 0, which would leave lora_A without gradient)
+    lora = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], init_lora_weights=False
     )
+    torch.manual_seed(0)
+    trainer, _, _ = build_carry_over_trainer(
+        tmp_path, tiny_model_dir, monkeypatch, reward, peft_config=lora if peft else None, **settings
+    )
+    return trainer
 
 
 def spy_shared_calls(monkeypatch) -> list[dict]:
