@@ -133,12 +133,18 @@ def timed(model, path, batch, chunk):
     return time.process_time() - cpu, time.perf_counter() - wall, logps
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def common_arguments(description: str) -> argparse.ArgumentParser:
+    """The options this benchmark shares with `benchmarks/step_cost.py`."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per path, after one warm-up")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--layers", type=int, default=30, help="fewer for a quick look (30 = SmolLM2-135M)")
+    return parser
+
+
+def main() -> None:
+    parser = common_arguments(__doc__.split("\n\n")[0])
     parser.add_argument(
         "--rows_per_backward",
         type=int,

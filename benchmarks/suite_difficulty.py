@@ -1,10 +1,13 @@
 """How hard the built-in tool suite is for the demo's base model, zero-shot and with two demonstrations.
 
 The suite is meant to sit where ToolExpander helps (SPEC §5): the weak model solves almost nothing
-zero-shot and a fair share with two demonstrations. This poses the first ``--n`` test items to the
-model twice, greedy: alone, and with two gold demonstrations from the train split chosen as training
-chooses them (`toolexpander.hard_sampling.demo_bank.DemoBank`: same tool first, then BM25). It scores
-with Tool-N1's binary reward and prints one JSON line::
+zero-shot and a fair share with two demonstrations. This poses ``--n`` items to the model twice,
+greedy: alone, and with two gold demonstrations from the train split chosen as training chooses
+them (`toolexpander.hard_sampling.demo_bank.DemoBank`: same tool first, then BM25). Those are chosen
+by the item's gold tool, so the 2-shot figure is an oracle's: it measures the suite, not a model
+that must pick its own demonstrations. The items are the train split's last ``--n`` (``--split dev``,
+the default: never a demonstration here), or the first ``--n`` of ``test`` / ``test_unseen_tools``,
+which nothing should be tuned on. It scores with Tool-N1's binary reward and prints one JSON line::
 
     {"zero_shot_accuracy", "two_shot_accuracy", "zero_shot_well_formed", "two_shot_well_formed", "n", ...}
 
@@ -33,8 +36,13 @@ from toolexpander.tasks.suite import build_suite
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=SMOLLM2_HUB_ID, help="hub id, folder or .gguf file")
-    parser.add_argument("--n", type=int, default=24, help="test items to pose")
-    parser.add_argument("--split", default="test", help="suite split the items come from")
+    parser.add_argument("--n", type=int, default=24, help="items to pose")
+    parser.add_argument(
+        "--split",
+        choices=("dev", "test", "test_unseen_tools"),
+        default="dev",
+        help="dev: the train split's last --n items, held out of the demonstrations (default)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="suite seed")
     parser.add_argument("--level", default="full", help="suite level: full or easy (toolexpander.tasks.suite.LEVELS)")
     parser.add_argument("--max-new-tokens", type=int, default=96)
@@ -50,8 +58,11 @@ def main() -> None:
     args = parser.parse_args()
 
     suite = build_suite(args.seed, level=args.level)
-    tasks = suite[args.split][: args.n]
-    bank = DemoBank(suite["train"], sources=("gold",), seed=args.seed)
+    if args.split == "dev":
+        tasks, pool = suite["train"][-args.n :], suite["train"][: -args.n]
+    else:
+        tasks, pool = suite[args.split][: args.n], suite["train"]
+    bank = DemoBank(pool, sources=("gold",), seed=args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model, dtype=getattr(torch, args.dtype))
     if args.think_prefill:
         prefill_think(tokenizer)
@@ -86,6 +97,7 @@ def main() -> None:
                 )
     result["n"] = len(tasks)
     result["level"] = args.level
+    result["split"] = args.split
     result["think_prefill"] = args.think_prefill
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))

@@ -14,6 +14,7 @@ from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule
 from toolexpander.hard_sampling.sampler import HardSampler, group_slots
 from toolexpander.prompts import build_messages
 from toolexpander.tasks.suite import build_suite
+from toolexpander.trainer.trainer import carry_over_per_token_loss
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "tiny-cpu.yaml")
@@ -104,7 +105,7 @@ def zero_shot_text(tokenizer, task: dict) -> str:
     return tokenizer.decode(ids)
 
 
-@pytest.mark.parametrize("carry_over", ["none", "swap", "swap_nll"])
+@pytest.mark.parametrize("carry_over", ["none", "swap", "swap_nll", "nll"])
 def test_rows_made_with_demonstrations_are_trained_under_the_zero_shot_prompt(
     tmp_path, tiny_model_dir, monkeypatch, carry_over
 ):
@@ -128,7 +129,7 @@ def test_rows_made_with_demonstrations_are_trained_under_the_zero_shot_prompt(
     assert all(text in zero_shot for text, d in zip(texts, with_demos) if not d)
 
 
-@pytest.mark.parametrize("carry_over", ["swap", "swap_nll"])
+@pytest.mark.parametrize("carry_over", ["swap", "swap_nll", "nll"])
 def test_one_step_raises_log_p_of_the_rewarded_answer_given_the_zero_shot_prompt(
     tmp_path, tiny_model_dir, monkeypatch, carry_over
 ):
@@ -155,7 +156,15 @@ def test_one_step_raises_log_p_of_the_rewarded_answer_given_the_zero_shot_prompt
     log = trainer.state.log_history[0]
     assert 0 < log["carry_over/importance_weight"] < 1
     assert log["carry_over/swapped_share"] == 0.5
-    assert ("carry_over/nll_coef" in log) == (carry_over == "swap_nll")
+    assert ("carry_over/nll_coef" in log) == (carry_over in ("swap_nll", "nll"))
+
+
+def test_nll_keeps_only_the_log_likelihood_term():
+    logps, advantages = torch.log(torch.tensor([[0.1, 0.5]])), torch.tensor([[2.0], [-1.0]])
+    loss, _ = carry_over_per_token_loss(logps.expand(2, 2), advantages, 0.1, 3.0, policy_term=False)
+    # Positive advantage: -lambda * A * log pi; negative advantage: nothing at all.
+    assert torch.allclose(loss[0], -3.0 * 2.0 * logps[0])
+    assert torch.equal(loss[1], torch.zeros(2))
 
 
 def test_only_the_groups_that_need_it_are_generated_again(tmp_path, tiny_model_dir, monkeypatch):

@@ -18,7 +18,7 @@ def test_quick_demo_writes_the_report(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert "SmolLM2" in results["model"]
     preset = results["preset"]
-    assert list(results["arms"]) == ["grpo", "toolexpander", "toolexpander_carry_over"]
+    assert list(results["arms"]) == ["grpo", "hard_sampling", "carry_over"]
     splits = {"test", "test_unseen_tools", "full_suite_test", "bfcl_simple_python"}
     assert set(results["split_items"]) == splits and all(n > 0 for n in results["split_items"].values())
     for arm, stats in results["arms"].items():
@@ -29,10 +29,10 @@ def test_quick_demo_writes_the_report(tmp_path):
         assert all(0.0 <= p["zero_shot"] <= 1.0 and 0.0 <= p["two_shot"] <= 1.0 for p in stats["curve"])
         assert stats["rollouts"] == results["rollouts_per_arm"]
         assert stats["groups"] == preset["steps"] * preset["prompts_per_step"]
-    # Demonstrations are shown only by the ToolExpander arms, swapped only by the carry-over arm.
+    # Demonstrations are shown only by the hard-sampling arms, swapped only by the carry-over arm.
     arms = results["arms"]
-    assert arms["grpo"]["demo_rollouts"] == 0 and arms["toolexpander"]["demo_rollouts"] > 0
-    assert arms["toolexpander"]["swapped_share"] == 0 < arms["toolexpander_carry_over"]["swapped_share"]
+    assert arms["grpo"]["demo_rollouts"] == 0 and arms["hard_sampling"]["demo_rollouts"] > 0
+    assert arms["hard_sampling"]["swapped_share"] == 0 < arms["carry_over"]["swapped_share"]
     for name in ("report.md", "curves.png", "reward.png", "hard_ratio.png", "demo_share.png", "zero_shot_rollouts.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     report = (tmp_path / "report.md").read_text()
@@ -85,7 +85,7 @@ def test_the_cpu_recipe_is_the_demo_carry_over_arm(capsys):
     assert capsys.readouterr().out == recipe.read_text(), regenerate
     script_args, config, model_args = parse_train_args(["--config", str(recipe)])
     preset = PRESETS["cpu"]
-    fields = arm_training_fields("toolexpander_carry_over", preset, seed=0)
+    fields = arm_training_fields("carry_over", preset, seed=0)
     demo_config = ToolExpanderConfig(output_dir=config.output_dir, use_cpu=True, bf16=True, **fields)
     for name in fields:
         assert getattr(config, name) == getattr(demo_config, name), name

@@ -13,13 +13,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "toolexpander"
 LAYERS = (
     ("toolexpander", "toolexpander.errors", "toolexpander.data", "toolexpander.data.schema"),
     ("toolexpander.data.formats",),
+    ("toolexpander.episodes",),  # the safe dispatcher of tool calls; BFCL's episodes are a task
     ("toolexpander.tasks",),
     ("toolexpander.prompts",),
     ("toolexpander.rewards",),
     ("toolexpander.hard_sampling",),
     ("toolexpander.models", "toolexpander.trainer"),
     ("toolexpander.evaluation",),
-    ("toolexpander.__main__", "toolexpander.cli", "toolexpander.demo"),
+    # The study's pure parts and its SFT control; its harness drives the demo's training code.
+    ("toolexpander.study.arms", "toolexpander.study.breakdown", "toolexpander.study.sft"),
+    ("toolexpander.__main__", "toolexpander.cli", "toolexpander.demo", "toolexpander.study"),
 )
 CLI = len(LAYERS) - 1
 

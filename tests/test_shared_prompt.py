@@ -6,8 +6,11 @@ both as TRL's loss forward does (no position ids: pads counted) and as HF genera
 cumsum); and TRL's own method under its fused LM head (log-probs, entropies, gradients). Then the
 real `ToolExpanderTrainer` with `shared_prompt_loss` against TRL's plain path: log-probs of a
 generated batch, loss gradients (full fine-tuning, LoRA, swapped carry-over rows, the old log-prob
-pass of num_iterations 2), the fallback under gradient checkpointing, two training steps. Tiny random
-Qwen2 in float32, eager and SDPA attention."""
+pass of num_iterations 2), the fallback under gradient checkpointing, two training steps. Generation
+(`shared_prompt_cache`): greedy tokens and sampled draws (one seed) equal to the plain `generate`'s,
+every step's logits within 1e-5, the expanded cache equal to each row's own prefill, what it refuses;
+through the trainer, the same rollouts with `shared_prompt_generation` on and off, and the fallback's
+one warning. Tiny random Qwen2 in float32, eager and SDPA attention."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from tests.test_carry_over import build_trainer as build_carry_over_trainer
 from tests.test_carry_over import capture_loss_batches
 from toolexpander.trainer.shared_prompt import (
     group_rows,
+    shared_prompt_cache,
     shared_prompt_logps,
     shared_prompt_logps_and_entropies,
 )
@@ -366,7 +370,7 @@ def test_refuses_forward_without_cache(tiny_model_dir):
         shared_prompt_logps(NoCache(), *make_batch("groups", inner.config.vocab_size))
 
 
-def test_refuses_sliding_window_cache():
+def _sliding_window_model():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
@@ -381,9 +385,12 @@ def test_refuses_sliding_window_cache():
         sliding_window=4,
         max_window_layers=0,
     )
-    model = Qwen2ForCausalLM(config).eval()
+    return Qwen2ForCausalLM(config).eval()
+
+
+def test_refuses_sliding_window_cache():
     with pytest.raises(ValueError, match="DynamicLayer"):
-        shared_prompt_logps(model, *make_batch("groups", 64))
+        shared_prompt_logps(_sliding_window_model(), *make_batch("groups", 64))
 
 
 def test_refuses_bad_inputs(tiny_model_dir):
@@ -710,3 +717,177 @@ def test_two_steps_give_the_same_weights_with_and_without_the_shared_prompt(
     diff = max((weights["true"][name] - weights["false"][name]).abs().max().item() for name in start)
     assert moved > 1e-5  # the steps moved the weights
     assert diff <= 1e-6, (diff, moved)
+
+
+# -- generation: each distinct prompt prefilled once -------------------------------------------------
+
+
+def _generate_both(model, pids, pmask, **settings):
+    """The plain `generate` and the one started from `shared_prompt_cache`, each after one seed."""
+    settings = {"max_new_tokens": 10, "pad_token_id": PAD, **settings}
+    outputs = []
+    for shared in (False, True):
+        cache = shared_prompt_cache(model, pids, pmask, **settings) if shared else {}
+        torch.manual_seed(0)
+        with torch.no_grad():
+            outputs.append(model.generate(input_ids=pids, attention_mask=pmask, **cache, **settings))
+    return outputs
+
+
+@pytest.mark.parametrize("kind", ["groups", "mixed", "distinct"])
+def test_greedy_generation_gives_the_plain_tokens(model, kind):
+    """Two prompts of unequal length (left padding), two prompts per group of 4, and all distinct."""
+    pids, pmask, _, _ = make_batch(kind, model.config.vocab_size)
+    plain, shared = _generate_both(model, pids, pmask, do_sample=False)
+    assert shared.shape[1] > pids.shape[1]
+    assert torch.equal(shared, plain)
+
+
+def test_greedy_generation_under_lora(tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    config = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    model = get_peft_model(_load(tiny_model_dir, "sdpa"), config)
+    pids, pmask, _, _ = make_batch("mixed", model.config.vocab_size)
+    plain, shared = _generate_both(model, pids, pmask, do_sample=False)
+    assert torch.equal(shared, plain)
+
+
+@pytest.mark.parametrize("kind", ["groups", "mixed"])
+def test_sampling_draws_from_the_plain_distribution(model, kind):
+    """One seed, the same tokens, and every step's logits within 1e-5 of the plain call's: float32
+    rounding only (the last prompt token meets the cached prompt in a forward of its own). The
+    prefill draws no random numbers, so the two calls' draws line up token for token."""
+    pids, pmask, _, _ = make_batch(kind, model.config.vocab_size)
+    settings = {"do_sample": True, "temperature": 0.9, "top_k": 0, "top_p": 1.0}
+    settings.update(output_logits=True, return_dict_in_generate=True)
+    plain, shared = _generate_both(model, pids, pmask, **settings)
+    assert torch.equal(shared.sequences, plain.sequences)
+    assert len(shared.logits) == len(plain.logits) > 1
+    assert max((a - b).abs().max().item() for a, b in zip(shared.logits, plain.logits)) <= 1e-5
+
+
+def test_the_expanded_cache_holds_each_rows_prompt(model):
+    """Every row's keys and values (all layers, real positions) equal those of its own prompt's plain
+    prefill (positions as generate makes them; the keys are stored rotated): rows of one prompt share
+    its single encoding, whatever their order."""
+    from transformers import DynamicCache
+
+    pids, pmask, _, _ = make_batch("mixed", model.config.vocab_size)
+    (cache,) = shared_prompt_cache(model, pids, pmask).values()
+    plain = DynamicCache(config=model.config)
+    head_mask = pmask[:, :-1]
+    positions = (head_mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        model(
+            input_ids=pids[:, :-1],
+            attention_mask=head_mask,
+            position_ids=positions,
+            use_cache=True,
+            **{_cache_name(model): plain},
+        )
+    real = head_mask.bool()[:, None, :, None]  # [B, 1, P-1, 1] against [B, heads, P-1, dim]
+    assert cache.get_seq_length() == pids.shape[1] - 1
+    for shared_layer, plain_layer in zip(cache.layers, plain.layers, strict=True):
+        assert shared_layer.keys.shape == plain_layer.keys.shape
+        assert ((shared_layer.keys - plain_layer.keys).abs() * real).max().item() <= 1e-5
+        assert ((shared_layer.values - plain_layer.values).abs() * real).max().item() <= 1e-5
+
+
+def _cache_name(model) -> str:
+    """`cache` (transformers 5.2x) or `past_key_values` (before): the forward's name for it."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def test_generation_refuses_what_it_cannot_serve(tiny_model_dir):
+    from transformers import GenerationConfig
+
+    model = _load(tiny_model_dir, "eager")
+    pids, pmask, _, _ = make_batch("groups", model.config.vocab_size)
+    refused = [
+        ({"num_beams": 2}, "beam search"),
+        ({"generation_config": GenerationConfig(num_beams=2)}, "beam search"),
+        ({"num_return_sequences": 2, "do_sample": True}, "num_return_sequences"),
+        ({"cache_implementation": "static"}, "cache_implementation"),
+        ({"use_cache": False}, "use_cache"),
+        ({"token_type_ids": torch.zeros_like(pids)}, "token_type_ids"),
+    ]
+    for settings, message in refused:
+        with pytest.raises(ValueError, match=message):
+            shared_prompt_cache(model, pids, pmask, **settings)
+    with pytest.raises(ValueError, match="left-padded"):
+        shared_prompt_cache(model, pids.flip(1), pmask.flip(1))
+    with pytest.raises(ValueError, match="DynamicLayer"):
+        shared_prompt_cache(_sliding_window_model(), *make_batch("groups", 64)[:2])
+    # Nothing to share: the plain call.
+    assert shared_prompt_cache(model, *make_batch("distinct", model.config.vocab_size)[:2]) == {}
+    assert shared_prompt_cache(model, pids[:, -1:], pmask[:, -1:]) == {}
+
+
+# -- generation through the trainer: `shared_prompt_generation` on against the plain generate ------
+
+
+def spy_generation_caches(monkeypatch) -> list[dict]:
+    """Every `shared_prompt_cache` call the trainer makes: its rows and what came of it (``shared``:
+    a cache; ``plain``: nothing to share; ``refused``: it raised)."""
+    from toolexpander.trainer import trainer as trainer_module
+
+    calls = []
+    original = trainer_module.shared_prompt_cache
+
+    def spy(model, input_ids, attention_mask, **settings):
+        call = {"rows": len(input_ids), "outcome": "refused"}
+        calls.append(call)
+        cache = original(model, input_ids, attention_mask, **settings)
+        call["outcome"] = "shared" if cache else "plain"
+        return cache
+
+    monkeypatch.setattr(trainer_module, "shared_prompt_cache", spy)
+    return calls
+
+
+def test_trainer_generates_the_same_completions_with_each_prompt_prefilled_once(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    """A step with the field on and one with it off, from one seed, TRL's sampling: the same rollouts."""
+    completions = {}
+    for shared in (True, False):
+        calls = spy_generation_caches(monkeypatch)
+        trainer = build_trainer(
+            tmp_path / str(shared),
+            tiny_model_dir,
+            monkeypatch,
+            _from_scripted("every_other_correct"),
+            shared_prompt_generation=shared,
+        )
+        batches = capture_loss_batches(trainer)
+        trainer.train()
+        (batch,) = batches
+        completions[shared] = batch["completion_ids"]
+        # 2 items x G=4 rows, prefilled as 2 prompts.
+        assert calls == ([{"rows": 8, "outcome": "shared"}] if shared else [])
+    assert torch.equal(completions[True], completions[False])
+
+
+def test_what_generation_cannot_share_falls_back_with_one_warning(tmp_path, tiny_model_dir, monkeypatch):
+    trainer = build_trainer(
+        tmp_path,
+        tiny_model_dir,
+        monkeypatch,
+        _from_scripted("every_other_correct"),
+        cache_implementation="dynamic",  # generate builds its own cache
+        max_steps=2,
+    )
+    calls = spy_generation_caches(monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    ours = [str(w.message) for w in caught if str(w.message).startswith("shared_prompt_generation")]
+    assert len(ours) == 1 and "cache_implementation='dynamic'" in ours[0], ours
+    assert calls == [{"rows": 8, "outcome": "refused"}]  # not tried again at the second step
+    assert trainer.state.global_step == 2

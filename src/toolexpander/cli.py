@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "toolexpander.trainer.commands",
     "toolexpander.evaluation.commands",
     "toolexpander.demo.commands",
+    "toolexpander.study.commands",
 )
 
 

@@ -99,6 +99,32 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def json_problem(value: Any) -> str | None:
+    """Why ``value`` is not made of JSON values (str, int, float, bool, None, lists, objects with
+    string keys), or None when it is; a loop, for values that passed `too_deep`.
+
+    >>> json_problem({"a": [1, None]}) is None
+    True
+    >>> json_problem({"a": (1, 2)})
+    'a value of type tuple is not JSON'
+    """
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if not all(isinstance(key, str) for key in node):
+                return "an object has a key that is not a string"
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif not isinstance(node, _JSON_SCALARS):
+            return f"a value of type {type(node).__name__} is not JSON"
+    return None
+
+
 def shown(value: Any) -> str:
     """A value as a reason quotes it: a string's repr cut to 40 characters, a list or an object
     by its type (so one hostile value cannot make a reason thousands of characters long)."""

@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     from toolexpander.demo.run import PRESETS
 
     parser = subparsers.add_parser(
-        "demo", help="Train SmolLM2-135M three ways (GRPO, ToolExpander, ToolExpander with carry-over) and report zero-shot accuracy."
+        "demo", help="Train SmolLM2-135M three ways (GRPO, hard sampling, hard sampling with carry-over) and report zero-shot accuracy."
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="run size (default: cpu)")
     parser.add_argument(

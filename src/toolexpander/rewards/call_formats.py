@@ -8,14 +8,18 @@ A *call format* names how a reply writes its calls; the native ones carry the na
 - ``hermes`` (Qwen2.5, Qwen3): one ``<tool_call>{"name", "arguments"}</tool_call>`` block per call;
 - ``llama3_json`` (Llama 3.1/3.2): bare ``{"name", "parameters"}`` objects, several joined by ``;``
   (as vLLM's parser reads them);
-- ``native``: one of the two, told apart by the reply itself (a predictions file with no model).
+- ``pythonic`` (Llama 3.2 and 4 prompted for it; served with ``vllm serve MODEL
+  --enable-auto-tool-choice --tool-call-parser pythonic``, ``llama4_pythonic`` for Llama 4): a
+  Python list of calls with keyword arguments, ``[f(a=1), g(b='x')]`` (`read_pythonic`);
+- ``native``: hermes or llama3_json, told apart by the reply itself (a predictions file with no
+  model); pythonic replies are read only when named.
 
 Which one a chat template writes is `toolexpander.prompts.template_call_format`'s to tell.
 
 A native reply may open with a ``<think>…</think>`` block (the rewards require it); the calls are
 read after it. Each native reply goes first through transformers' response parser with TRL's
-response template of the family (what ``tokenizer.parse_response`` does for a served model), then,
-where that raises or misses a call, through our strict reader here, which also takes parallel
+response template of the family (what ``tokenizer.parse_response`` does for a served model; TRL
+has none for pythonic), then, where that raises or misses a call, through our strict reader here, which also takes parallel
 Llama calls. A reply with more than `TEMPLATE_MAX_MARKERS` region markers (``<tool_call>`` and
 the like) is read by ours alone: the template parser's time grows with markers x length. Either way a malformed call makes the whole reply None (wrong), never "no call":
 an irrelevance item must not be won by a broken call. Arguments keep their JSON types (``"5"``
@@ -24,10 +28,13 @@ stays a string): no tool schema is given to the parser, as it would cast ``"5"``
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from typing import Any
 
+from toolexpander.data.formats import MAX_LITERAL_CHARS
+from toolexpander.data.schema import json_problem, too_deep
 from toolexpander.rewards.parsing import (
     THINK_CLOSE,
     THINK_OPEN,
@@ -36,12 +43,14 @@ from toolexpander.rewards.parsing import (
     tag_blocks,
 )
 
-NATIVE_CALL_FORMATS = ("hermes", "llama3_json")
+NATIVE_CALL_FORMATS = ("hermes", "llama3_json", "pythonic")
 CALL_FORMATS = ("tooln1", *NATIVE_CALL_FORMATS, "native")
 _HERMES_OPEN, _HERMES_CLOSE = "<tool_call>", "</tool_call>"
 _PYTHON_TAG = "<|python_tag|>"
 _LLAMA_EOT = "<|eot_id|>"
 _LLAMA_SEPARATOR = re.compile(r"\s*(;?)\s*")
+_LLAMA4_OPEN, _LLAMA4_CLOSE, _LLAMA_EOM = "<|python_start|>", "<|python_end|>", "<|eom_id|>"
+_PYTHONIC_OPEN = re.compile(r"\[\s*[A-Za-z_][\w.]*\s*\(")  # a list whose first item is a call
 
 
 def answer_part(text: str) -> str:
@@ -111,7 +120,63 @@ def read_llama3_json(answer: str) -> list[dict] | None:
     return calls
 
 
-_OURS = {"hermes": read_hermes, "llama3_json": read_llama3_json}
+def _literal(node: ast.expr) -> Any:
+    """A keyword argument's value: a literal (`ast.literal_eval`) made of JSON values; ValueError
+    otherwise (a name, a call, a tuple, a set, bytes...)."""
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise ValueError("not a literal") from None
+    if too_deep(value) or json_problem(value):
+        raise ValueError("not JSON")
+    return value
+
+
+def read_pythonic(answer: str) -> list[dict] | None:
+    """Our reader of pythonic calls (vLLM's ``pythonic`` parser): a reply that opens with
+    ``[name(`` or ``[dotted.name(`` (after an optional ``<|python_start|>`` or ``<|python_tag|>``)
+    is a Python list of
+    calls, parsed by `ast.parse` and never evaluated: each item a call of a plain name with
+    keyword arguments only, each value read by `ast.literal_eval` and made of JSON values. Any
+    other reply is prose (no call). A list that does not read so is None, and so is one longer
+    than `toolexpander.data.formats.MAX_LITERAL_CHARS`; vLLM would drop a positional argument
+    silently and read ``-1`` or a tuple as prose, where ours gives None, -1 and None.
+
+    >>> read_pythonic("[get_weather(city='Paris', days=3), ping()]")
+    [{'name': 'get_weather', 'arguments': {'city': 'Paris', 'days': 3}}, {'name': 'ping', 'arguments': {}}]
+    >>> read_pythonic("[os.system('rm -rf /')]") is None
+    True
+    """
+    text = answer.strip().removeprefix(_LLAMA4_OPEN).removeprefix(_PYTHON_TAG)
+    for suffix in (_LLAMA_EOT, _LLAMA_EOM, _LLAMA4_CLOSE):
+        text = text.strip().removesuffix(suffix)
+    text = text.strip()
+    if not _PYTHONIC_OPEN.match(text):
+        return []
+    if len(text) > MAX_LITERAL_CHARS:
+        return None
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, MemoryError, RecursionError):  # the last two: hostile nesting
+        return None
+    if not isinstance(tree, ast.List):
+        return None
+    calls = []
+    for node in tree.elts:
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)) or node.args:
+            return None
+        names = [keyword.arg for keyword in node.keywords]
+        if None in names or len(set(names)) < len(names):  # **kwargs, or a name given twice
+            return None
+        try:
+            arguments = {keyword.arg: _literal(keyword.value) for keyword in node.keywords}
+        except ValueError:
+            return None
+        calls.append({"name": node.func.id, "arguments": arguments})
+    return calls
+
+
+_OURS = {"hermes": read_hermes, "llama3_json": read_llama3_json, "pythonic": read_pythonic}
 # TRL's response template for each family; Llama's closes a call with <|eot_id|>, which decoding drops.
 _TRL_TEMPLATE = {"hermes": ("qwen3_template", ""), "llama3_json": ("llama3_template", _LLAMA_EOT)}
 # What opens or closes a region in each family's template ('"parameters"' stands for Llama's
@@ -141,7 +206,7 @@ def read_native(answer: str, family: str) -> list[dict] | None:
     reads as many calls as ours does, else ours (parallel Llama calls, malformed calls, replies
     with more than `TEMPLATE_MAX_MARKERS` markers)."""
     ours = _OURS[family](answer)
-    if not ours:  # no call, or malformed: the template parser cannot find more
+    if not ours or family not in _TRL_TEMPLATE:  # no call, malformed, or a family TRL has no template for
         return ours
     if sum(map(answer.count, _TEMPLATE_MARKERS[family])) > TEMPLATE_MAX_MARKERS:
         return ours

@@ -37,7 +37,8 @@ def register(subparsers) -> None:
         default="tooln1",
         choices=CALL_FORMATS,
         help="how the completions write their calls: tooln1 (default, our format), hermes (Qwen), "
-        "llama3_json (Llama 3.x), or native (either, told by each completion)",
+        "llama3_json (Llama 3.x), pythonic (Llama 3.2/4: [f(a=1)]), or native (hermes or llama3_json, "
+        "told by each completion)",
     )
     parser.add_argument(
         "--out", type=Path, metavar="FILE", help="where to write the scored lines (default: stdout)"

@@ -1,7 +1,7 @@
 """What a task is: the protocol that scores one benchmark's records, and the generic one.
 
 A `Task` checks one answer (the calls parsed from a completion, or None when it holds no
-decodable call list) against a record, says which tools the prompt shows, and aggregates its
+decodable call list; for a multi-turn task, the calls made in each turn) against a record, says which tools the prompt shows, and aggregates its
 per-category accuracies. `toolexpander.evaluation.scoring` picks the task by the record's
 ``task`` name, never by which keys the record has.
 """
@@ -57,6 +57,10 @@ class Task:
     needs_think: bool = field(
         default=False,
         metadata={"help": "an answer counts only with <think></think> (Tool-N1's format rule)"},
+    )
+    multi_turn: bool = field(
+        default=False,
+        metadata={"help": "check takes the calls made in each turn of an episode, not one reply's calls"},
     )
 
 

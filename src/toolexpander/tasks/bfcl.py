@@ -65,7 +65,7 @@ CATEGORIES = NON_LIVE_AST + LIVE_AST + IRRELEVANCE + RELEVANCE
 DEFAULT_CATEGORIES = NON_LIVE_AST + LIVE_AST + IRRELEVANCE
 SIMPLE = ("simple_python", "simple_java", "simple_javascript")
 MODEL_NAME = "toolexpander"  # the checker asks its model config whether to rewrite dots in names
-_INSTALL_HINT = "BFCL scoring needs the bfcl-eval package: pip install --no-deps bfcl-eval==2026.3.23"
+INSTALL_HINT = "BFCL scoring needs the bfcl-eval package: pip install --no-deps bfcl-eval==2026.3.23"
 _BFCL_FILE = re.compile(r"BFCL_v\d+_(?P<category>\w+)\.json")
 
 
@@ -250,7 +250,7 @@ def load_bfcl(path: str | Path) -> LoadResult:
 # ------------------------------------------------------------------------------------- scoring
 
 
-def _prepare_import() -> None:
+def prepare_import() -> None:
     """Register the ``model_config`` stand-in and a scratch project root (see the module doc)."""
     os.environ.setdefault("BFCL_PROJECT_ROOT", str(Path(tempfile.gettempdir()) / "toolexpander-bfcl"))
     if "bfcl_eval.constants.model_config" not in sys.modules:
@@ -269,14 +269,14 @@ class Official(NamedTuple):
 
 @functools.cache
 def official() -> Official:
-    """Import BFCL's checker and helpers once (after `_prepare_import`)."""
-    _prepare_import()
+    """Import BFCL's checker and helpers once (after `prepare_import`)."""
+    prepare_import()
     try:
         from bfcl_eval.constants.enums import Language
         from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker
         from bfcl_eval.utils import add_language_specific_hint_to_function_doc
     except ImportError as error:
-        raise UserError(f"{_INSTALL_HINT} ({error})") from error
+        raise UserError(f"{INSTALL_HINT} ({error})") from error
     return Official(ast_checker, Language, add_language_specific_hint_to_function_doc)
 
 
@@ -284,12 +284,17 @@ def default_data_dir() -> Path:
     """The data folder inside the installed ``bfcl_eval`` package (found without importing it)."""
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"{_INSTALL_HINT}, or pass --data-dir with a copy of BFCL's data folder")
+        raise UserError(f"{INSTALL_HINT}, or pass --data-dir with a copy of BFCL's data folder")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def load_categories(data_dir: str | Path, categories: tuple[str, ...] | list[str]) -> dict[str, LoadResult]:
-    """``BFCL_v4_<category>.json`` of each category under ``data_dir``, loaded by `load_bfcl`."""
+def load_categories(
+    data_dir: str | Path,
+    categories: tuple[str, ...] | list[str],
+    load: Callable[[Path], LoadResult] = load_bfcl,
+) -> dict[str, LoadResult]:
+    """``BFCL_v4_<category>.json`` of each category under ``data_dir``, read by ``load``
+    (`load_bfcl`; the multi-turn categories pass theirs)."""
     data_dir = Path(data_dir)
     loaded = {}
     for category in categories:
@@ -298,7 +303,7 @@ def load_categories(data_dir: str | Path, categories: tuple[str, ...] | list[str
             raise UserError(
                 f"no BFCL file for category {category!r} in {data_dir} (expected BFCL_v4_{category}.json)"
             )
-        loaded[category] = load_bfcl(matches[-1])
+        loaded[category] = load(matches[-1])
     return loaded
 
 

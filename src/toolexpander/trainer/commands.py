@@ -14,7 +14,7 @@ import typing
 from contextlib import contextmanager
 from pathlib import Path
 
-from toolexpander.errors import UserError
+from toolexpander.errors import UserError, yaml_error
 
 # Held (flock) by the process that writes a run's files, for the whole training; it stays behind
 # but marks nothing: a lock dies with its process, SIGKILL included.
@@ -81,10 +81,7 @@ def parse_train_args(argv: list[str]):
     try:
         return parser.parse_args_and_config(argv)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{mark.name}, line {mark.line + 1}" if mark else "the recipe"
-        reason = getattr(error, "problem", None) or " ".join(str(error).split())
-        raise UserError(f"{where} is not valid YAML: {reason}") from error
+        raise yaml_error(error, "the recipe") from error
     except (ValueError, TypeError, OSError) as error:
         raise UserError(f"invalid training configuration: {error}") from error
 

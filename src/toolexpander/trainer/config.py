@@ -6,7 +6,7 @@ Fields by purpose:
   `fading`, `fade_min_successes`, `demo_sources`, `reroll_all_fail`, `demo_rollouts_per_group`;
 - carry-over to zero-shot (SPEC §8): `carry_over`, `carry_over_gamma`, `carry_over_nll_coef`,
   `carry_over_nll_anneal_steps`;
-- cost: `skip_zero_advantage_rows`, `shared_prompt_loss`;
+- cost: `skip_zero_advantage_rows`, `shared_prompt_loss`, `shared_prompt_generation`;
 - Self-Exemplifying Thinking: `self_exemplify_bonus`, `bonus_requires_correct`;
 - schedule: `lr_decay_gamma`, `lr_decay_steps`, `lr_decay_unit`;
 - DAPO-style filtering baseline: `dapo_max_fill_rounds`;
@@ -28,8 +28,8 @@ from toolexpander.tasks.suite import LEVELS, SPLITS
 
 MODES = ("toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only")
 # Which of the two ideas each mode switches on: (hard sampling with demonstrations, self-exemplifying).
-CARRY_OVER = ("none", "swap", "swap_nll")
-# Loss types whose aggregation the carry-over loss reproduces (trainer.trainer._aggregate_loss).
+CARRY_OVER = ("none", "swap", "swap_nll", "nll")
+# Loss types the carry-over term is defined for (its aggregation: trainer.loss.aggregate, as TRL aggregates).
 CARRY_OVER_LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")
 MODE_FEATURES = {
     "toolexpander": (True, True),
@@ -182,19 +182,20 @@ class ToolExpanderConfig(GRPOConfig):
             "help": "How rollouts made with demonstrations are trained. none: under the prompt they were made "
             "with (the paper as we read it). swap: under the item's zero-shot prompt, with the shaped weight "
             "pi/(pi+gamma), unclipped (LUFFY/ICPO). swap_nll: swap, plus -lambda*A*log pi(y|q) on swapped "
-            "rows with positive advantage (lambda annealed)."
+            "rows with positive advantage (lambda annealed). nll: only that log-likelihood term, no policy "
+            "term on swapped rows (the ablation that is close to SFT on self-made answers)."
         },
     )
     carry_over_gamma: float = field(
         default=0.1, metadata={"help": "gamma of the shaped weight pi/(pi+gamma) on swapped rows (LUFFY: 0.1)."}
     )
     carry_over_nll_coef: float = field(
-        default=1.0, metadata={"help": "swap_nll: lambda at step 0 of the log-likelihood term."}
+        default=1.0, metadata={"help": "swap_nll and nll: lambda at step 0 of the log-likelihood term."}
     )
     carry_over_nll_anneal_steps: int | None = field(
         default=None,
         metadata={
-            "help": "swap_nll: lambda falls linearly to 0 over this many steps (None: max_steps; 0: constant)."
+            "help": "swap_nll and nll: lambda falls linearly to 0 over this many steps (None: max_steps; 0: constant)."
         },
     )
     skip_zero_advantage_rows: bool = field(
@@ -218,6 +219,18 @@ class ToolExpanderConfig(GRPOConfig):
             "caches, encoder-decoder models, multimodal inputs, an MoE aux loss) falls back to TRL's plain "
             "path with one warning per run naming why. Batches whose prompts are all distinct take the "
             "plain path (nothing to save). A loss forward it serves logs shared_prompt/rows_per_prompt."
+        },
+    )
+    shared_prompt_generation: bool = field(
+        default=True,
+        metadata={
+            "help": "In generation with transformers' generate (use_vllm false), prefill each distinct prompt "
+            "of a batch once and start every row's decoding from a copy of its keys and values (SPEC 11): "
+            "greedy decoding gives the same tokens, sampling the same distribution (logits equal up to float "
+            "rounding), the prompt's prefill paid once instead of G times. On by default where supported: "
+            "vLLM and continuous batching (which generate by their own means), a cache_implementation, beam "
+            "search, multimodal inputs, or a model or cache the shared prompt cannot serve (see "
+            "shared_prompt_loss) fall back to the plain generate with one warning per run naming why."
         },
     )
     self_exemplify_bonus: float = field(

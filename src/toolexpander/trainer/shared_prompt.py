@@ -1,4 +1,4 @@
-"""Encode each group's prompt once for the loss (SPEC §11, issue 23).
+"""Encode each group's prompt once, in the loss and in generation (SPEC §11, issue 23).
 
 All G rollouts of a GRPO group share their prompt, yet the plain loss path runs the full
 ``[prompt, completion]`` sequence of every row through the model, so the prompt is encoded G times
@@ -10,6 +10,9 @@ with position ids continued from each prompt's true (unpadded) length; that forw
 every completion token, so a model patched with TRL's fused LM head is scored by it, as TRL's own
 loss path scores it (no ``[B, C, V]`` logits). The result equals the plain path's per-token
 log-probs, entropies and gradients up to float rounding.
+
+Generation (`shared_prompt_cache`) prefills the distinct prompts the same way, without gradient,
+and hands the expanded cache to transformers' own ``generate``, which decodes every row from it.
 
 Positions are those HF ``generate`` gives (the attention mask's cumsum: pads skipped). TRL's plain
 loss forward passes no position ids, so its positions count the left pads too; with rotary
@@ -30,7 +33,7 @@ import inspect
 import torch
 from torch import nn
 
-__all__ = ["group_rows", "shared_prompt_logps", "shared_prompt_logps_and_entropies"]
+__all__ = ["group_rows", "shared_prompt_cache", "shared_prompt_logps", "shared_prompt_logps_and_entropies"]
 
 
 def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,29 +144,12 @@ def shared_prompt_logps_and_entropies(
     fused = _has_fused_lm_head(model)
 
     unique_index, row_to_unique = group_rows(prompt_ids, prompt_mask)
+    # 1. The distinct prompts but their last token, once, with gradient; 2. expanded to the rows.
+    cache = _prefill_rows(
+        model, prompt_ids, prompt_mask, unique_index, row_to_unique, cache_kwarg, keeps_logits
+    )
     # Left-padded: every row's last column is its last prompt token, which the second forward takes.
-    head_mask = prompt_mask[:, :-1].long().index_select(0, unique_index)  # [U, P-1]
-    cache = None
-    if head_mask.shape[1]:
-        # 1. The distinct prompts but their last token, once, with gradient. Positions as HF generate
-        # makes them: the mask's cumsum, so pads are skipped (a pad's own position, 1, is of no matter:
-        # nothing attends to it).
-        from transformers import DynamicCache
-
-        head_ids = prompt_ids[:, :-1].index_select(0, unique_index)
-        cache = DynamicCache(config=_innermost(model).config)
-        model(
-            input_ids=head_ids,
-            attention_mask=head_mask,
-            position_ids=(head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 1),
-            use_cache=True,
-            **{cache_kwarg: cache},
-            **({"logits_to_keep": 1} if keeps_logits else {}),  # logits unused: the least the head allows
-        )
-        _check_cache(cache, head_ids.shape[1])
-        # 2. One copy of its prompt's keys and values per row (index_select: the backward sums the rows).
-        cache.reorder_cache(row_to_unique)
-    row_head_mask = head_mask.index_select(0, row_to_unique)  # [B, P-1]
+    row_head_mask = prompt_mask[:, :-1].long()  # [B, P-1]: a row's mask is its distinct prompt's
     inputs = torch.cat([prompt_ids[:, -1:], completion_ids[:, :-1]], dim=1)  # [B, C]
     attention_mask = torch.cat(
         [row_head_mask, prompt_mask[:, -1:].long(), completion_mask[:, :-1].long()], dim=1
@@ -200,6 +186,91 @@ def shared_prompt_logps_and_entropies(
         log_probs = logits - log_norm.unsqueeze(-1)
         entropies = -(log_probs.exp() * log_probs).sum(-1).masked_fill(~scored, 0.0)
     return logps.masked_fill(~scored, 0.0), entropies
+
+
+def shared_prompt_cache(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, **generate_kwargs
+) -> dict:
+    """The keyword arguments that make ``model.generate(input_ids=input_ids,
+    attention_mask=attention_mask, **generate_kwargs)`` prefill each distinct prompt once.
+
+    One forward (no gradient) over all but the last token of the ``U`` distinct (left-padded)
+    prompts fills a ``DynamicCache``, expanded to one copy per row; returned as ``{name: cache}``
+    under the name ``generate`` takes it by (``cache`` from transformers 5.2x, ``past_key_values``
+    before). Handed that cache, transformers' ``generate`` runs only the tokens the cache lacks (each
+    row's last prompt token) in its first step, whose logits give the first new token from the whole
+    prompt, then decodes all rows together as usual. Positions are the mask's cumsum, as ``generate``
+    makes them, so greedy decoding gives the plain call's tokens and sampling the same distribution
+    (logits equal up to float rounding); the prefill draws no random numbers, so one seed draws the
+    same tokens unless rounding tips a draw.
+
+    ``{}`` (the plain call) where nothing is shared: prompts all distinct, or one column wide. Raises
+    ``ValueError``, before generating anything, for what it cannot serve: what the loss path refuses
+    (see the module's docstring), beam search or several sequences per prompt (``generate`` would
+    expand the rows again), a ``cache_implementation`` (``generate`` builds its own cache), no cache
+    (``use_cache`` false), assisted decoding, and inputs beyond the ids and mask (multimodal).
+    """
+    config = generate_kwargs.get("generation_config") or getattr(_innermost(model), "generation_config", None)
+
+    def setting(name: str):
+        return generate_kwargs.get(name, getattr(config, name, None))
+
+    extra = sorted(name for name, value in generate_kwargs.items() if isinstance(value, torch.Tensor))
+    if extra:
+        raise ValueError(f"inputs beyond the prompt ids and mask ({', '.join(extra)}) are not shared")
+    if (setting("num_beams") or 1) > 1 or (setting("num_return_sequences") or 1) > 1:
+        raise ValueError("beam search and num_return_sequences > 1 expand the rows inside generate")
+    if (implementation := setting("cache_implementation")) is not None:
+        raise ValueError(f"cache_implementation={implementation!r}: generate builds its own cache")
+    if setting("use_cache") is False:
+        raise ValueError("use_cache is false: generate keeps no cache to start from")
+    if generate_kwargs.get("assistant_model") is not None:
+        raise ValueError("assisted decoding runs its own prefill")
+    _check_left_padded(attention_mask)
+    cache_kwarg, keeps_logits = _check_model(model)
+    unique_index, row_to_unique = group_rows(input_ids, attention_mask)
+    if len(unique_index) == len(input_ids) or input_ids.shape[1] == 1:
+        return {}
+    with torch.no_grad():
+        cache = _prefill_rows(
+            model, input_ids, attention_mask, unique_index, row_to_unique, cache_kwarg, keeps_logits
+        )
+    return {cache_kwarg: cache}
+
+
+def _prefill_rows(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    unique_index: torch.Tensor,
+    row_to_unique: torch.Tensor,
+    cache_kwarg: str,
+    keeps_logits: bool,
+):
+    """A ``DynamicCache`` of every row's prompt but its last token, each distinct prompt
+    (``group_rows``) encoded once and its keys and values then copied to its rows
+    (``index_select``: a backward sums the rows' gradients back onto the one encoding). None for
+    prompts one column wide (nothing before the last token)."""
+    if prompt_ids.shape[1] == 1:
+        return None
+    from transformers import DynamicCache
+
+    head_ids = prompt_ids[:, :-1].index_select(0, unique_index)
+    head_mask = prompt_mask[:, :-1].long().index_select(0, unique_index)
+    cache = DynamicCache(config=_innermost(model).config)
+    # Positions as HF generate makes them: the mask's cumsum, so pads are skipped (a pad's own
+    # position, 1, is of no matter: nothing attends to it).
+    model(
+        input_ids=head_ids,
+        attention_mask=head_mask,
+        position_ids=(head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 1),
+        use_cache=True,
+        **{cache_kwarg: cache},
+        **({"logits_to_keep": 1} if keeps_logits else {}),  # logits unused: the least the head allows
+    )
+    _check_cache(cache, head_ids.shape[1])
+    cache.reorder_cache(row_to_unique)
+    return cache
 
 
 def _check_left_padded(prompt_mask: torch.Tensor) -> None:

@@ -19,11 +19,18 @@ signatures `tests/test_trl_canary.py` pins:
   (`trainer.shared_prompt`, SPEC §11; TRL's fused LM head scores, as on TRL's path); what that
   cannot serve (gradient checkpointing, sliding windows, multimodal inputs, an MoE aux loss, ...)
   falls back to TRL's plain path with one warning per run;
+- `_generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)`:
+  on TRL's transformers path, shadows `generate` on the unwrapped model for that call, which times it
+  (prefill, decode) and, with `shared_prompt_generation`, prefills each distinct prompt once and
+  hands transformers' `generate` the expanded KV cache (`trainer.shared_prompt.shared_prompt_cache`);
+- `training_step(model, inputs, num_items_in_batch)` and `_prepare_inputs(generation_batch)`: where a
+  step's time goes (`STEP_PARTS`, logged as ``time/<part>_s`` next to TRL's ``step_time``);
 - `_tokenize_prompts(prompts)`: a native prompt is text the chat template rendered (BOS included),
   so it is tokenised without adding special tokens;
 - `_calculate_rewards(...)`: the rewards score each reply with what the template prefilled
-  (`think_prefill`); TRL returns them gathered over all processes; we gather ids, shots and
-  completions the same way and hand whole groups to the `HardSampler`;
+  (`think_prefill`); TRL returns them gathered over all processes; we gather ids, completions and
+  the input columns ``shots`` and ``origin`` (set when the rows are posed) the same way: the pass's
+  groups, which the generation step hands whole to the `HardSampler`;
 - `_save`: the saved model records the prompt it was trained with (`toolexpander_prompt.json`);
 - `_save_checkpoint` / `_load_optimizer_and_scheduler`: the hard-sampling state travels with
   every checkpoint (the same hooks TRL uses for its own entropy-controller state); a checkpoint
@@ -50,7 +57,7 @@ from pathlib import Path
 import torch
 from accelerate.utils import gather_object
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import TrainerCallback
+from transformers import StoppingCriteria, StoppingCriteriaList, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.trainer.utils import pad
@@ -61,14 +68,32 @@ from toolexpander.files import append_jsonl, dumps_json, jsonl_text, write_file
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule, exponential_lr_factor
 from toolexpander.hard_sampling.sampler import HardSampler, group_slots
+from toolexpander.hard_sampling.selection import (
+    NOT_NEEDED,
+    group_successes,
+    has_variance,
+    kept_targets,
+    plan_regeneration,
+    regeneration_rows,
+    reroll_groups,
+    zero_variance_groups,
+)
 from toolexpander.prompts import generation_prefill, native_call_format, pose, prefill_think, save_run_prompt
 from toolexpander.rewards import completion_text, get_reward, with_prefill
 from toolexpander.trainer.config import ToolExpanderConfig
-from toolexpander.trainer.shared_prompt import group_rows, shared_prompt_logps_and_entropies
+from toolexpander.trainer.loss import aggregate, row_share
+from toolexpander.trainer.shared_prompt import (
+    group_rows,
+    shared_prompt_cache,
+    shared_prompt_logps_and_entropies,
+)
+from toolexpander.trainer.step_clock import StepClock
 
 STATE_FILE = "toolexpander_state.json"
 LEDGER_FILE = "hard_samples.jsonl"
 METRICS_FILE = "metrics.jsonl"
+# Where a step's time goes, logged as time/<part>_s (see `ToolExpanderTrainer.training_step`).
+STEP_PARTS = ("prefill", "decode", "logprob_forward", "backward", "reward", "bookkeeping", "trl_other")
 # Row tensors of a generation batch and the side they are padded on.
 _LEFT_PADDED = ("prompt_ids", "prompt_mask")
 _RIGHT_PADDED = (
@@ -147,14 +172,15 @@ def subset_rows(inputs: dict, rows: torch.Tensor) -> dict:
 
 
 def carry_over_per_token_loss(
-    logps: torch.Tensor, advantages: torch.Tensor, gamma: float, nll_coef: float
+    logps: torch.Tensor, advantages: torch.Tensor, gamma: float, nll_coef: float, policy_term: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of rows made with demonstrations, scored under the zero-shot prompt (SPEC §8).
 
     ``-A * pi/(pi+gamma)`` per token, unclipped (LUFFY/ICPO): the weight's gradient is
     ``gamma/(pi+gamma) * grad log pi``, large on tokens zero-shot finds unlikely, where the plain
-    ratio's would vanish. Plus ``-nll_coef * max(A, 0) * log pi`` (swap_nll). Returns the
-    per-token loss and the weight (detached, for logging).
+    ratio's would vanish (left out when not ``policy_term``: carry_over nll). Plus
+    ``-nll_coef * max(A, 0) * log pi`` (swap_nll, nll). Returns the per-token loss and the weight
+    (detached, for logging).
 
     >>> import torch
     >>> loss, w = carry_over_per_token_loss(torch.log(torch.tensor([[0.1]])), torch.tensor([[2.0]]), 0.1, 0.0)
@@ -163,7 +189,7 @@ def carry_over_per_token_loss(
     """
     prob = logps.exp()
     weight = prob / (prob + gamma)
-    per_token = -advantages * weight
+    per_token = -advantages * weight if policy_term else torch.zeros_like(logps)
     if nll_coef:
         per_token = per_token - nll_coef * advantages.clamp(min=0) * logps
     return per_token, weight.detach()
@@ -263,12 +289,13 @@ class ToolExpanderTrainer(GRPOTrainer):
             prompt_format=args.prompt_format,
             tokenizer=self.processing_class,
         )
-        self._batch_shots: list[int] = []
-        self._batch_origin: list[int] = []
         self._captured_logps: torch.Tensor | None = None
         # (model, gradients recorded) the shared prompt cannot serve, and why: the plain path serves them.
         self._shared_prompt_off: dict[tuple[int, bool], str] = {}
-        self._pass = _Pass()
+        self._shared_generation_off: str | None = None  # why generate prefills every row, if it must
+        on_cuda = self.accelerator.device.type == "cuda"
+        self._clock = StepClock(STEP_PARTS, sync=torch.cuda.synchronize if on_cuda else None)
+        self._pass: _Pass | None = None  # a generation pass's groups, from `_calculate_rewards` to its caller
         self._fresh_rng = random.Random(args.seed)
         # Skipping a backward is safe where gradients are reduced by DDP hooks or not at all.
         self._may_skip = args.skip_zero_advantage_rows and args.beta == 0.0 and not args.entropy_coef
@@ -297,12 +324,40 @@ class ToolExpanderTrainer(GRPOTrainer):
             self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
         return self.lr_scheduler
 
+    # -- where a step's time goes ---------------------------------------------------------------
+    def training_step(self, model, inputs, num_items_in_batch):
+        """TRL's step, its time split into `STEP_PARTS`, logged as ``time/<part>_s`` whenever TRL logs
+        its ``step_time`` (once per optimizer step; the parts add up to it): ``prefill`` (generate up
+        to the first new token: the prompt's encoding), ``decode`` (the other tokens; all of vLLM's
+        generation), ``logprob_forward`` (the loss forward and TRL's old and reference log-prob
+        passes), ``backward`` (what no other part claims: the backward pass), ``reward`` (the reward
+        functions), ``bookkeeping`` (ours: posing demonstrations, hard sampling, re-rolls, swaps, the
+        ledger), ``trl_other`` (the rest of TRL's work: tokenising, advantages, loss arithmetic)."""
+        logged = len(self._metrics["train"]["step_time"])
+        with self._clock.step("backward"):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+        if len(self._metrics["train"]["step_time"]) > logged:  # TRL closed an optimizer step: so do we
+            for part, seconds in self._clock.flush().items():
+                self._metrics["train"][f"time/{part}_s"].append(seconds)
+        return loss
+
+    def _prepare_inputs(self, generation_batch):
+        with self._clock.part("trl_other"):  # TRL's shuffling and splitting of the generation batch
+            return super()._prepare_inputs(generation_batch)
+
     # -- generation: demonstrations in, hard groups observed -----------------------------------
     def _pose(self, inputs: list[dict], shots: list[int], origin: list[int]) -> list[dict]:
-        self._batch_shots, self._batch_origin = list(shots), list(origin)
+        """The rows TRL generates from: each with its prompt (with ``shots`` demonstrations) and the
+        columns ``shots`` and ``origin`` (the global group it stands for, -1: padding), which TRL hands
+        to `_calculate_rewards` with the rest of the row (and to the reward functions, as keywords)."""
         return [
-            {**x, "prompt": self.hard_sampler.prompt_for(x["id"], k)} if k else x
-            for x, k in zip(inputs, shots)
+            {
+                **x,
+                "prompt": self.hard_sampler.prompt_for(x["id"], k) if k else x["prompt"],
+                "shots": k,
+                "origin": o,
+            }
+            for x, k, o in zip(inputs, shots, origin, strict=True)
         ]
 
     def _local_groups(self, n_local: int) -> list[int]:
@@ -318,30 +373,36 @@ class ToolExpanderTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         if not self.model.training:
             return super()._generate_and_score_completions(inputs)
-        started = time.perf_counter()
-        output = self._generate_step(inputs)
-        # Where a step's time goes: this, `timing/loss_forward_s`, and TRL's step_time (all of it).
-        self._metrics["train"]["timing/generate_s"].append(time.perf_counter() - started)
-        return output
+        with self._clock.part("bookkeeping"):
+            return self._generate_step(inputs)
+
+    def _trl_generate_and_score(self, inputs: list[dict]) -> tuple[dict, _Pass]:
+        """One of TRL's generation passes (its own work there is timed as trl_other), and its groups
+        gathered over all processes, which our `_calculate_rewards` (called by TRL within the pass)
+        leaves in ``self._pass``: taken here, right after the pass that made them."""
+        with self._clock.part("trl_other"):
+            output = super()._generate_and_score_completions(inputs)
+        generated, self._pass = self._pass or _Pass(), None  # none when TRL's pass is mocked away
+        return output, generated
 
     def _generate_step(self, inputs):
         groups = self._local_groups(len(inputs))
         shots = self._row_shots(inputs)
-        output = super()._generate_and_score_completions(self._pose(inputs, shots, groups))
-        self._observe_pass()
-        successes = self._pass_successes()
+        output, first = self._trl_generate_and_score(self._pose(inputs, shots, groups))
+        self._observe_pass(first)
+        successes = group_successes(first.correct, self.num_generations)
         if self.args.reroll_all_fail and self.args.uses_hard_sampling:
             # Items just found hard now have (more) demonstrations: pose them again at once.
-            first = self._pass
-            hard = {
-                first.origin[i]
-                for i in range(0, len(first.ids), self.num_generations)
-                if self.hard_sampler.shots_for(first.ids[i]) > first.shots[i]
-            }
+            heads = range(0, len(first.ids), self.num_generations)  # the first row of each group
+            hard = reroll_groups(
+                [first.origin[i] for i in heads],
+                [first.shots[i] for i in heads],
+                [self.hard_sampler.shots_for(first.ids[i]) for i in heads],
+            )
             if hard:
                 retry = self._row_shots(inputs)
-                second, targets = self._regenerate(inputs, retry, groups, hard)
-                kept = self._observe_pass(keep=lambda origin, successes: origin >= 0)
+                second, rerolled, targets = self._regenerate(inputs, retry, groups, hard)
+                kept = self._observe_pass(rerolled, keep=lambda origin, successes: origin != NOT_NEEDED)
                 output = self._merge(output, second, targets)
                 replaced = {t for t in targets if t is not None}
                 shots = [retry[i] if i in replaced else k for i, k in enumerate(shots)]
@@ -355,26 +416,19 @@ class ToolExpanderTrainer(GRPOTrainer):
         return output
 
     def _regenerate(self, inputs: list[dict], shots: list[int], groups: list[int], needed: set[int]):
-        """A second generation pass over only the local rows of the global groups in ``needed``.
-
-        Every process must generate the same number of rows (TRL gathers rewards across them),
-        so those with fewer needed groups pad with repeats of their first group, whose results are
-        dropped. A process whose rows do not hold whole groups regenerates all of them.
-        Returns the pass's output and, per row of it, the local row it replaces (or None).
+        """A second generation pass over only the local rows of the global groups in ``needed``, padded
+        so that every process generates as many rows (`plan_regeneration`). Returns the pass's output,
+        its gathered groups, and, per row of it, the local row it replaces (or None).
         """
-        size, n = self.num_generations, len(inputs)
-        rows = [i for i in range(n) if groups[i] in needed]
-        if n % size:  # groups straddle processes: regenerate the whole batch, keep the needed rows
-            rows, padding = list(range(n)), []
-        else:
-            target = max(gather_object([len(rows)]))
-            padding = [i % size for i in range(target - len(rows))]
-        origin = [groups[i] if groups[i] in needed else -1 for i in rows] + [-1] * len(padding)
-        rows = rows + padding
-        second = super()._generate_and_score_completions(
-            self._pose([inputs[i] for i in rows], [shots[i] for i in rows], origin)
+        size = self.num_generations
+        width = len(regeneration_rows(groups, needed, size))
+        if len(groups) % size == 0:  # rows of whole groups: as many as the process that needs most
+            width = max(gather_object([width]))
+        plan = plan_regeneration(groups, needed, size, width)
+        second, generated = self._trl_generate_and_score(
+            self._pose([inputs[i] for i in plan.rows], [shots[i] for i in plan.rows], plan.origin)
         )
-        return second, [i if o >= 0 else None for i, o in zip(rows, origin)]
+        return second, generated, plan.targets
 
     def _merge(self, output: dict, second: dict, targets: list[int | None]) -> dict:
         """`replace_rows`, then the token count the loss is normalised by, over all ranks."""
@@ -384,16 +438,18 @@ class ToolExpanderTrainer(GRPOTrainer):
 
     def _dapo_fill(self, inputs: list[dict], groups: list[int], successes: list[int], output: dict) -> dict:
         """DAPO dynamic sampling: replace zero-variance groups by groups of fresh prompts."""
-        flat = {g for g, s in enumerate(successes) if s in (0, self.num_generations)}
+        flat = zero_variance_groups(successes, self.num_generations)
         for _ in range(self.args.dapo_max_fill_rounds):
             if not flat:
                 break
             # Every rank draws the same fresh items (the RNG is seeded alike); only flat groups use theirs.
             fresh_ids = [self._fresh_rng.randrange(len(self.train_dataset)) for _ in successes]
             fresh = [self.train_dataset[fresh_ids[g]] for g in groups]
-            second, targets = self._regenerate(fresh, [0] * len(fresh), groups, flat)
-            useful = self._observe_pass(keep=lambda origin, s: origin >= 0 and s not in (0, self.num_generations))
-            targets = [t if t is not None and groups[t] in useful else None for t in targets]
+            second, filled, targets = self._regenerate(fresh, [0] * len(fresh), groups, flat)
+            useful = self._observe_pass(
+                filled, keep=lambda origin, s: origin != NOT_NEEDED and has_variance(s, self.num_generations)
+            )
+            targets = kept_targets(targets, groups, useful)
             output = self._merge(output, second, targets)
             flat -= useful
         return output
@@ -429,19 +485,75 @@ class ToolExpanderTrainer(GRPOTrainer):
             return self.processing_class(text=prompts, add_special_tokens=False)["input_ids"], None, {}
         return super()._tokenize_prompts(prompts)
 
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
+        turn = (prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        if self.use_vllm or self.use_transformers_continuous_batching:
+            if self.args.shared_prompt_generation:
+                self._shared_generation_unavailable("vLLM and continuous batching prefill by their own means")
+            with self._clock.part("decode"):  # their prefill cannot be told apart
+                return super()._generate_single_turn(*turn)
+        # TRL calls `generate` on this very object (what `unwrap_model_for_generation` yields): shadow
+        # the method for this call only, restoring whatever instance attribute stood there before.
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        before = vars(model).get("generate")
+        model.generate = functools.partial(self._timed_generate, model, model.generate)
+        try:
+            return super()._generate_single_turn(*turn)
+        finally:
+            del model.generate
+            if before is not None:
+                model.generate = before
+
+    def _timed_generate(self, model, generate, **inputs):
+        """``generate(**inputs)`` as TRL calls it, timed as ``prefill`` (up to the first new token) and
+        ``decode`` (the rest), and with `shared_prompt_generation` each distinct prompt prefilled once
+        (`shared_prompt_cache`, SPEC §11). What that cannot serve leaves it to the plain call for the
+        rest of the run, with one warning naming why."""
+        first_token = _FirstTokenTime(self._clock.sync)
+        criteria = [*(inputs.get("stopping_criteria") or []), first_token]
+        inputs["stopping_criteria"] = StoppingCriteriaList(criteria)
+        with self._clock.part("decode"):
+            started = time.perf_counter()
+            shared = {}
+            if self.args.shared_prompt_generation and self._shared_generation_off is None:
+                try:
+                    shared = shared_prompt_cache(model, **inputs)
+                except ValueError as error:
+                    self._shared_generation_unavailable(str(error))
+            output = generate(**inputs, **shared)
+            if first_token.seen is not None:
+                self._clock.charge("prefill", first_token.seen - started)
+        return output
+
+    def _shared_generation_unavailable(self, reason: str) -> None:
+        if self._shared_generation_off is None:
+            warnings.warn(
+                f"shared_prompt_generation: {reason}; generation prefills every row's prompt instead "
+                "(this warning is shown once per run)",
+                stacklevel=3,
+            )
+        self._shared_generation_off = reason
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        with self._clock.part("bookkeeping"):
+            return self._rewards_and_pass(inputs, prompts, completions, completion_ids_list)
+
+    def _rewards_and_pass(self, inputs, prompts, completions, completion_ids_list):
         completions = [with_prefill(c, self._prefill) for c in completions]
-        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        with self._clock.part("reward"):
+            rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if not self.model.training:
             return rewards_per_func
         # Rewards come back gathered over all ranks; gather the rest alike so groups are whole.
         correct = rewards_per_func[:, 0].tolist()
         self._pass = _Pass(
             ids=gather_object([x["id"] for x in inputs]),
-            shots=gather_object(list(self._batch_shots)),
+            shots=gather_object([x["shots"] for x in inputs]),
             correct=correct,
             texts=gather_object([completion_text(c) for c in completions]),
-            origin=gather_object(list(self._batch_origin)),
+            origin=gather_object([x["origin"] for x in inputs]),
         )
         self._metrics["train"]["reward/correct"].append(sum(correct) / len(correct))
         if rewards_per_func.shape[1] > 1:
@@ -449,16 +561,11 @@ class ToolExpanderTrainer(GRPOTrainer):
         self._metrics["train"]["rollouts/generated"].append(float(len(correct)))
         return rewards_per_func
 
-    def _pass_successes(self) -> list[int]:
-        """Correct rollouts of each group of the last generation pass."""
-        correct, size = self._pass.correct, self.num_generations
-        return [sum(c >= 1.0 for c in correct[i : i + size]) for i in range(0, len(correct), size)]
-
-    def _observe_pass(self, keep: Callable[[int, int], bool] | None = None) -> set[int]:
-        """Hand the groups of the last pass (all, or those ``keep(origin, successes)`` accepts) to the
+    def _observe_pass(self, p: _Pass, keep: Callable[[int, int], bool] | None = None) -> set[int]:
+        """Hand the groups of the pass ``p`` (all, or those ``keep(origin, successes)`` accepts) to the
         hard sampler; log its metrics and ledger rows. Returns the origins of the groups handed over."""
-        p, size = self._pass, self.num_generations
-        successes = self._pass_successes()
+        size = self.num_generations
+        successes = group_successes(p.correct, size)
         groups = [g for g in range(len(successes)) if keep is None or keep(p.origin[g * size], successes[g])]
         rollouts = [i for g in groups for i in range(g * size, (g + 1) * size)]
         if rollouts:
@@ -480,6 +587,10 @@ class ToolExpanderTrainer(GRPOTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        with self._clock.part("bookkeeping"):
+            return self._active_loss(model, inputs)
+
+    def _active_loss(self, model, inputs) -> torch.Tensor:
         advantages = inputs["advantages"]
         active = advantages != 0 if self._may_skip else torch.ones_like(advantages, dtype=torch.bool)
         if not self.accelerator.gather(active.any().float().reshape(1)).any():
@@ -493,22 +604,24 @@ class ToolExpanderTrainer(GRPOTrainer):
         if active.all():  # nothing to leave out: no copy
             share, part = 1.0, dict(inputs)
         else:
-            share, part = self._share(active, self._loss_mask(inputs)), subset_rows(inputs, active)
-        started = time.perf_counter()
-        try:
-            return self._active_rows_loss(model, part) * share
-        finally:
-            self._metrics["train"]["timing/loss_forward_s"].append(time.perf_counter() - started)
+            share = row_share(active, self._loss_mask(inputs), self.loss_type)
+            part = subset_rows(inputs, active)
+        return self._active_rows_loss(model, part) * share
+
+    def _trl_loss(self, model, part: dict) -> torch.Tensor:
+        """TRL's loss (its own arithmetic timed as trl_other, its log-prob forward apart)."""
+        with self._clock.part("trl_other"):
+            return super()._compute_loss(model, part)
 
     def _active_rows_loss(self, model, part: dict) -> torch.Tensor:
         swapped = part.get("swapped")
         if swapped is None or not swapped.any():
-            return super()._compute_loss(model, part)
+            return self._trl_loss(model, part)
         # One forward for all rows (DDP allows one per backward): TRL's loss sees the swapped rows with
         # advantage 0, and their own term reuses the log-probs of that forward.
         carry_advantages = part["advantages"] * swapped
         part["advantages"] = part["advantages"] * ~swapped
-        loss = super()._compute_loss(model, part)
+        loss = self._trl_loss(model, part)
         logps, self._captured_logps = self._captured_logps, None
         return loss + self.carry_over_loss(logps, part, carry_advantages)
 
@@ -526,11 +639,12 @@ class ToolExpanderTrainer(GRPOTrainer):
         options = {"batch_size": batch_size, "compute_entropy": compute_entropy}
         options.update(compute_aux_loss=compute_aux_loss, **inputs)
         output = None
-        if self.args.shared_prompt_loss:
-            output = self._shared_prompt_pass(model, input_ids, attention_mask, logits_to_keep, **options)
-        if output is None:
-            plain = super()._get_per_token_logps_and_entropies
-            output = plain(model, input_ids, attention_mask, logits_to_keep, **options)
+        with self._clock.part("logprob_forward"):
+            if self.args.shared_prompt_loss:
+                output = self._shared_prompt_pass(model, input_ids, attention_mask, logits_to_keep, **options)
+            if output is None:
+                plain = super()._get_per_token_logps_and_entropies
+                output = plain(model, input_ids, attention_mask, logits_to_keep, **options)
         self._captured_logps = output[0]  # read by `compute_loss` right after TRL's loss forward
         return output
 
@@ -622,40 +736,35 @@ class ToolExpanderTrainer(GRPOTrainer):
         mask = inputs["completion_mask"]
         return mask * inputs["tool_mask"] if inputs.get("tool_mask") is not None else mask
 
-    def _share(self, rows: torch.Tensor, mask: torch.Tensor) -> float | torch.Tensor:
-        """What a loss over ``rows`` alone weighs in the loss over the whole batch (TRL's aggregation)."""
-        if self.loss_type == "dapo":  # normalised by the batch's global token count: sums add up
-            return 1.0
-        if self.loss_type == "bnpo":
-            return mask[rows].sum() / mask.sum().clamp(min=1)
-        return rows.sum() / len(rows)  # grpo, dr_grpo: means over rows
-
     def carry_over_loss(self, logps: torch.Tensor, inputs: dict, advantages: torch.Tensor) -> torch.Tensor:
         """The term of swapped rows (``advantages`` is 0 on the others), from the log-probs of the
         completions under the zero-shot prompt, aggregated as TRL aggregates ``loss_type``."""
         mask = self._loss_mask(inputs)
         per_token, weight = carry_over_per_token_loss(
-            logps, advantages.unsqueeze(1), self.args.carry_over_gamma, self._nll_coef()
+            logps,
+            advantages.unsqueeze(1),
+            self.args.carry_over_gamma,
+            self._nll_coef(),
+            policy_term=self.args.carry_over != "nll",
         )
         swapped_mask = mask * inputs["swapped"].unsqueeze(1)
         self._metrics["train"]["carry_over/importance_weight"].append(
             ((weight * swapped_mask).sum() / swapped_mask.sum().clamp(min=1)).item()
         )
-        total = (per_token * mask).sum()
-        accumulation = self.current_gradient_accumulation_steps
-        if self.loss_type == "dapo":
-            normaliser = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
-            return total / (normaliser * accumulation / self.args.steps_per_generation)
-        if self.loss_type == "bnpo":
-            return total / mask.sum().clamp(min=1) / accumulation
-        if self.loss_type == "dr_grpo":
-            return total / (len(mask) * self.max_completion_length) / accumulation
-        rows = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # grpo
-        return rows.mean() / accumulation
+        return aggregate(
+            per_token,
+            mask,
+            self.loss_type,
+            num_items_in_batch=inputs.get("num_items_in_batch"),
+            num_processes=self.accelerator.num_processes,
+            accumulation=self.current_gradient_accumulation_steps,
+            steps_per_generation=self.args.steps_per_generation,
+            max_completion_length=self.max_completion_length,
+        )
 
     def _nll_coef(self) -> float:
-        """lambda of swap_nll at this step: linear from `carry_over_nll_coef` to 0."""
-        if self.args.carry_over != "swap_nll":
+        """lambda of swap_nll / nll at this step: linear from `carry_over_nll_coef` to 0."""
+        if self.args.carry_over not in ("swap_nll", "nll"):
             return 0.0
         horizon = self.args.carry_over_nll_anneal_steps
         horizon = self.args.max_steps if horizon is None else horizon
@@ -715,6 +824,20 @@ class ToolExpanderTrainer(GRPOTrainer):
             step = json.loads(Path(checkpoint, "trainer_state.json").read_text())["global_step"]
             for name in (LEDGER_FILE, METRICS_FILE):
                 truncate_jsonl_after_step(Path(self.args.output_dir, name), step)
+
+
+class _FirstTokenTime(StoppingCriteria):
+    """Stops nothing; notes when ``generate`` has its first new token (after ``sync``, if any)."""
+
+    def __init__(self, sync: Callable[[], None] | None):
+        self.sync, self.seen = sync, None
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        if self.seen is None:
+            if self.sync is not None:
+                self.sync()
+            self.seen = time.perf_counter()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 class MetricsFile(TrainerCallback):

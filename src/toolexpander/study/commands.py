@@ -1,0 +1,30 @@
+"""``toolexpander compare --config STUDY.yaml [--out DIR]``: the comparison study (`toolexpander.study.compare`)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="Train and evaluate arms (sft, grpo, carry_over, ...) x seeds at an equal budget; one results table.",
+    )
+    parser.add_argument("--config", required=True, help="the study (YAML); see studies/ for examples")
+    parser.add_argument("--out", help="output folder (default: the study's output_dir)")
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        help="run only these arms of the study now (finished runs of others stay on disk)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args, extra: list[str]) -> int:
+    from toolexpander.study.compare import load_study, run_study
+
+    study = load_study(args.config)
+    if args.out:
+        study.output_dir = args.out
+    if args.arms:
+        study.arms = study.only(args.arms)
+    run_study(study)
+    return 0

@@ -1,0 +1,361 @@
+"""``toolexpander compare --config STUDY.yaml``: arms x seeds at an equal budget, one results table.
+
+Each (seed, arm) run trains from the same base model on the same items (a demo preset's budget,
+`toolexpander.demo.run.PRESETS`), is evaluated zero-shot greedy on every split of the study, and
+writes its own folder ``OUT/seed{S}/{ARM}/``: the training logs, ``eval/{split}/items.jsonl`` (every
+prediction, scored) and ``results.json``, and ``arm.json`` last. A folder with ``arm.json`` is done:
+rerunning the command resumes where it stopped. At the end ``results.json``, ``results.md`` and
+plots in ``OUT`` compare every arm with the reference arm (``sft``) on intervals that resample
+tools (`toolexpander.study.breakdown`).
+
+A study file (YAML)::
+
+    model: HuggingFaceTB/SmolLM2-135M-Instruct
+    preset: cpu                   # the budget: items, steps, prompts per step, rollouts
+    seeds: [10, 11, 12]           # suite seeds: which items are train, dev and test
+    splits: [easy_test, full_test, bfcl_non_live]
+    arms:
+      - sft
+      - carry_over
+      - {name: sft_lr1e-4, arm: sft, learning_rate: 1.0e-4}   # a variant: any field on top
+
+Splits: ``dev`` (the preset's held-out training items), ``{level}_test`` and
+``{level}_test_unseen_tools`` (the preset's suite level), ``full_test`` (the full suite's test split,
+whole), ``bfcl_non_live`` (``bfcl_items`` of each of ``bfcl_categories``, BFCL's official checker).
+A split's accuracy is the share of its items answered right; for ``bfcl_non_live`` the leaderboard's
+non-live AST aggregate (a mean over categories) is kept beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from toolexpander.errors import UserError, yaml_error
+from toolexpander.files import dumps_json, write_file
+from toolexpander.models import SMOLLM2_HUB_ID
+from toolexpander.study.arms import ARMS
+from toolexpander.tasks.bfcl import NON_LIVE_AST
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """An arm of a study: a registry arm under a name, with fields set on top of it."""
+
+    name: str
+    arm: str
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return ARMS[self.arm].kind
+
+
+@dataclass
+class StudyConfig:
+    """What a study runs."""
+
+    arms: list = field(metadata={"help": "arm names (toolexpander.study.arms) or {name, arm, FIELD: value}"})
+    seeds: list = field(metadata={"help": "suite seeds; one run of every arm per seed"})
+    output_dir: str = field(default="runs/study", metadata={"help": "where each run and the tables go"})
+    model: str = field(default=SMOLLM2_HUB_ID, metadata={"help": "base model: hub id, folder or .gguf"})
+    preset: str = field(default="cpu", metadata={"help": "the budget, a demo preset: quick, cpu or gpu"})
+    splits: list = field(default_factory=lambda: ["dev"], metadata={"help": "evaluation splits (module doc)"})
+    reference: str = field(default="sft", metadata={"help": "the arm every other arm is compared with"})
+    curve_every: int | None = field(
+        default=None,
+        metadata={
+            "help": "steps between two points of the held-out (dev) curve; each costs a zero- and a 2-shot "
+            "evaluation of the dev items (None: the preset's; the last step is always measured)"
+        },
+    )
+    split_items: int | None = field(
+        default=None, metadata={"help": "at most this many items of each suite split (None: whole splits)"}
+    )
+    bfcl_items: int = field(default=100, metadata={"help": "items of each BFCL category in bfcl_non_live"})
+    bfcl_categories: list = field(
+        default_factory=lambda: [*NON_LIVE_AST, "irrelevance"],
+        metadata={"help": "BFCL categories of bfcl_non_live (the leaderboard's non-live AST set by default)"},
+    )
+
+    def budget(self):
+        """The demo preset this study trains at, with the study's `curve_every`."""
+        from dataclasses import replace
+
+        from toolexpander.demo.run import PRESETS
+
+        preset = PRESETS[self.preset]
+        return preset if self.curve_every is None else replace(preset, curve_every=self.curve_every)
+
+    def only(self, names: list[str]) -> list:
+        """The entries of `arms` named ``names`` (UserError for a name the study does not have)."""
+        entries = {spec.name: entry for spec, entry in zip(self.arm_specs(), self.arms)}
+        unknown = [name for name in names if name not in entries]
+        if unknown:
+            raise UserError(f"the study has no arm {', '.join(unknown)}; it has {', '.join(entries)}")
+        return [entry for name, entry in entries.items() if name in names]
+
+    def arm_specs(self) -> list[ArmSpec]:
+        specs = []
+        for entry in self.arms:
+            entry = {"name": entry, "arm": entry} if isinstance(entry, str) else dict(entry)
+            name, arm = entry.pop("name", None), entry.pop("arm", None)
+            if not name or arm not in ARMS:
+                raise UserError(f"arm {name!r}: `arm` must be one of {', '.join(ARMS)}, got {arm!r}")
+            if ARMS[arm].kind in ("base", "sft", "sdft") and set(entry) - {"learning_rate"}:
+                raise UserError(
+                    f"arm {name!r}: a {ARMS[arm].kind} arm takes only learning_rate, got {sorted(entry)}"
+                )
+            specs.append(ArmSpec(name, arm, entry))
+        names = [spec.name for spec in specs]
+        if len(set(names)) != len(names):
+            raise UserError(f"arm names must differ: {names}")
+        if any(spec.kind == "sft_then_rl" for spec in specs) and "sft" not in names:
+            raise UserError("an sft_then_* arm starts from the study's `sft` arm: add `sft` to the arms")
+        return specs
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """A `StudyConfig` from YAML; unknown keys, missing keys and bad values are one-line errors."""
+    import yaml
+
+    from toolexpander.demo.run import PRESETS
+
+    try:
+        with open(path, encoding="utf-8") as stream:  # a stream: PyYAML's errors then name the file
+            raw = yaml.safe_load(stream)
+    except OSError as error:
+        raise UserError(f"cannot read the study {path}: {error}") from error
+    except yaml.YAMLError as error:
+        raise yaml_error(error, str(path)) from error
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a study is a YAML mapping")
+    known = {f.name for f in fields(StudyConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UserError(f"{path}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        study = StudyConfig(**raw)
+    except TypeError as error:
+        raise UserError(f"{path}: {error}") from error
+    if study.preset not in PRESETS:
+        raise UserError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {study.preset!r}")
+    if study.curve_every is not None and (not isinstance(study.curve_every, int) or study.curve_every < 1):
+        raise UserError(
+            f"{path}: curve_every must be an integer >= 1 (or left out), got {study.curve_every!r}"
+        )
+    if not study.seeds or not all(isinstance(s, int) for s in study.seeds):
+        raise UserError(f"{path}: seeds must be a list of integers")
+    study.arm_specs()  # validates the arms
+    unknown_splits = sorted(set(study.splits) - set(split_names(PRESETS[study.preset].suite_level)))
+    if unknown_splits:
+        choices = ", ".join(split_names(PRESETS[study.preset].suite_level))
+        raise UserError(f"{path}: unknown splits {', '.join(unknown_splits)}; choose from {choices}")
+    return study
+
+
+def split_names(level: str) -> list[str]:
+    names = ["dev", f"{level}_test", f"{level}_test_unseen_tools", "full_test", "bfcl_non_live"]
+    return list(dict.fromkeys(names))  # level "full": full_test once
+
+
+def study_splits(study: StudyConfig, seed: int, data) -> dict[str, list[dict]]:
+    """The records of every split the study evaluates, for one suite seed."""
+    from toolexpander.demo.run import PRESETS
+    from toolexpander.evaluation.runner import load_benchmark
+    from toolexpander.tasks.suite import build_suite
+
+    level = PRESETS[study.preset].suite_level
+    suite = build_suite(seed, level=level)
+    available = {
+        "dev": lambda: data.dev,
+        f"{level}_test": lambda: suite["test"],
+        f"{level}_test_unseen_tools": lambda: suite["test_unseen_tools"],
+        "full_test": lambda: build_suite(seed)["test"],
+        "bfcl_non_live": lambda: [
+            record
+            for records in load_benchmark("bfcl:" + ",".join(study.bfcl_categories)).categories.values()
+            for record in records[: study.bfcl_items]
+        ],
+    }
+    splits = {split: available[split]() for split in study.splits}
+    return {split: r if split == "bfcl_non_live" else r[: study.split_items] for split, r in splits.items()}
+
+
+def stability(log_rows: list[dict], curve: list[dict]) -> dict:
+    """Stability of one run (SPEC §9, what the paper leaves open): per-step loss, gradient norm
+    and reward (mean and spread over steps), the share of zero-advantage groups, convergence (the
+    step where the held-out zero-shot accuracy peaked) and a collapse check: the held-out share of
+    well-formed replies ending below half its best."""
+
+    def series(key: str) -> list[float]:
+        return [row[key] for row in log_rows if isinstance(row.get(key), (int, float))]
+
+    def mean_std(values: list[float]) -> list[float] | None:
+        if not values:
+            return None
+        mean = sum(values) / len(values)
+        return [mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5]
+
+    well_formed = [point["zero_shot_well_formed"] for point in curve if "zero_shot_well_formed" in point]
+    best_point = max(curve, key=lambda point: point["zero_shot"], default=None)
+    zero_std = series("frac_reward_zero_std")
+    return {
+        "steps": len(series("loss")),
+        "loss": mean_std(series("loss")),
+        "grad_norm": mean_std(series("grad_norm")),
+        "reward": mean_std(series("reward")),
+        "zero_advantage_groups": sum(zero_std) / len(zero_std) if zero_std else None,
+        "best_dev_step": best_point["step"] if best_point else None,
+        "collapsed": bool(well_formed) and well_formed[-1] < max(well_formed) / 2,
+    }
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, seed_dir: Path) -> dict:
+    """Train and evaluate one arm for one seed into ``seed_dir/NAME``; what ``arm.json`` holds.
+    A run whose ``arm.json`` exists is read back, not repeated."""
+    import torch
+
+    from toolexpander.demo.run import HeldOutCurve, predict, train_arm
+    from toolexpander.evaluation.runner import prompt_messages, write_outputs
+    from toolexpander.evaluation.scoring import summarize
+    from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.prompts import prefill_think, save_run_prompt
+    from toolexpander.study.breakdown import breakdown, gold_tool, leaked_ids
+    from toolexpander.study.sdft import train_sdft
+    from toolexpander.study.sft import train_sft
+
+    arm_dir = seed_dir / spec.name
+    done = arm_dir / "arm.json"
+    if done.is_file():
+        return json.loads(done.read_text(encoding="utf-8"))
+    preset = study.budget()
+    arm_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    cuda = torch.cuda.is_available()
+    if spec.kind in ("rl", "sft_then_rl"):
+        start = str(seed_dir / "sft" / "model") if spec.kind == "sft_then_rl" else study.model
+        model, tokenizer, style, curve = train_arm(
+            spec.arm, start, data, preset, arm_dir, seed, spec.overrides
+        )
+    else:
+        model, tokenizer = load_model_and_tokenizer(
+            study.model, dtype=torch.bfloat16 if cuda else torch.float32
+        )
+        if preset.think_prefill:
+            prefill_think(tokenizer)
+        style = "plain"
+        held_out = HeldOutCurve(tokenizer, data, style, preset, spec.name)
+        if spec.kind == "base":  # the other arms' curves start from this point
+            held_out.measure(model, 0)
+        if spec.kind in ("sft", "sdft"):
+            common = {
+                "output_dir": str(arm_dir),
+                "batch_size": preset.prompts_per_step,
+                "learning_rate": spec.overrides.get("learning_rate", preset.learning_rate),
+                "seed": seed,
+                "style": style,
+                "bf16": cuda or preset.bf16_on_cpu,  # autocast on the CPU, as the RL arms train
+                "use_cpu": not cuda,
+                "callbacks": [held_out.callback()],
+            }
+            if spec.kind == "sft":
+                steps = preset.steps * ARMS[spec.arm].sft_steps_factor
+                trainer = train_sft(model, tokenizer, data.train, steps=steps, **common)
+            else:  # and the RL arms' rollouts per item, reply length, temperature and shots
+                trainer = train_sdft(
+                    model,
+                    tokenizer,
+                    data.train,
+                    data.demo_pool,
+                    steps=preset.steps,
+                    num_generations=preset.num_generations,
+                    max_completion_length=preset.max_completion_length,
+                    temperature=preset.temperature,
+                    shots=preset.shots,
+                    **common,
+                )
+            rows = [row for row in trainer.state.log_history if "loss" in row]
+            write_file(arm_dir / "metrics.jsonl", "".join(dumps_json(row) + "\n" for row in rows))
+            model = trainer.model
+            if spec.name == "sft":  # the start of the sft_then_* arms
+                model.save_pretrained(arm_dir / "model")
+                tokenizer.save_pretrained(arm_dir / "model")
+                save_run_prompt(arm_dir / "model", style=style, think_prefill=preset.think_prefill)
+        curve = held_out.points
+    train_seconds = time.time() - started
+    started = time.time()
+    seen = data.train + data.demo_pool
+    result = {"arm": spec.arm, "overrides": spec.overrides, "prompt_style": style, "splits": {}}
+    model.eval()
+    for split, records in splits.items():
+        conversations = [prompt_messages(record, style) for record in records]
+        items = predict(model, tokenizer, records, conversations, preset, f"seed {seed} {spec.name}: {split}")
+        summary = summarize(items)
+        write_outputs(arm_dir / "eval" / split, items, summary)
+        leaked = leaked_ids(records, seen) if split != "bfcl_non_live" else set()
+        result["splits"][split] = {
+            "accuracy": sum(item["valid"] for item in items) / len(items),
+            "breakdown": breakdown(records, items, leaked),
+            "verdicts": [
+                [item["id"], gold_tool(record), bool(item["valid"])] for item, record in zip(items, records)
+            ],
+        }
+        if split == "bfcl_non_live":  # and the leaderboard's aggregate, where its categories all ran
+            result["splits"][split] |= {
+                "categories": summary["categories"],
+                "leaderboard_non_live": summary.get("non_live"),
+            }
+    result |= {
+        "curve": curve,
+        "stability": stability(_read_jsonl(arm_dir / "metrics.jsonl"), curve),
+        "num_tokens": max(
+            (row.get("num_tokens", 0) for row in _read_jsonl(arm_dir / "metrics.jsonl")), default=0
+        ),
+        "train_seconds": train_seconds,
+        "eval_seconds": time.time() - started,
+    }
+    write_file(done, dumps_json(result, indent=2) + "\n")
+    return result
+
+
+def run_study(study: StudyConfig) -> dict:
+    """Every arm for every seed (resuming finished runs), then the tables; returns results.json."""
+    from rich.console import Console
+
+    from toolexpander.demo.run import PRESETS, demo_data
+    from toolexpander.study.report import summarise, write_study_report
+
+    console = Console()
+    out = Path(study.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_file(out / "study.json", dumps_json(asdict(study), indent=2) + "\n")
+    specs = study.arm_specs()
+    runs: dict[str, dict[int, dict]] = {spec.name: {} for spec in specs}
+    started = time.time()
+    total = len(specs) * len(study.seeds)
+    for seed in study.seeds:
+        data = demo_data(PRESETS[study.preset], seed)
+        splits = study_splits(study, seed, data)
+        for spec in sorted(
+            specs, key=lambda spec: spec.name != "sft"
+        ):  # the sft_then_* arms start from sft's model
+            done = sum(len(v) for v in runs.values())
+            elapsed = time.time() - started
+            console.rule(
+                f"[bold]seed {seed}, arm {spec.name}[/] ({done}/{total} done, {elapsed / 60:.1f} min)"
+            )
+            runs[spec.name][seed] = run_arm(spec, study, seed, data, splits, out / f"seed{seed}")
+    results = summarise(study, specs, runs)
+    results["wall_seconds_this_call"] = time.time() - started
+    write_study_report(results, out)
+    console.print(f"[bold green]done[/]: {out / 'results.md'}")
+    return results

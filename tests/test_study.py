@@ -1,0 +1,398 @@
+"""The comparison study: its pure parts (arms, breakdown, intervals) by tables and Hypothesis, the
+SFT control's data and learning, study files' errors, and `toolexpander compare` end to end on a
+tiny model (resumable, every prediction saved, the results.json keys the README promises)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from toolexpander.cli import main
+from toolexpander.study.arms import ARMS, rl_fields
+from toolexpander.study.breakdown import NO_CALL, breakdown, cluster_interval, leaked_ids, paired_difference
+
+A = {"name": "a", "arguments": {"x": 1, "y": 2}}
+B = {"name": "b", "arguments": {"q": "z"}}
+
+
+def record(id_, answer):
+    return {"id": id_, "answer": answer}
+
+
+def item(calls, valid, error_type=None):
+    return {"calls": calls, "valid": valid, "error_type": error_type}
+
+
+def test_breakdown_separates_format_tool_and_arguments():
+    records = [
+        record("1", [A]),
+        record("2", [A]),
+        record("3", [A]),
+        record("4", [B]),
+        record("5", []),
+        record("6", [B]),
+    ]
+    items = [
+        item([A], True),  # right
+        item([{"name": "a", "arguments": {"x": 2}}], False, "mismatch"),  # right tool, wrong arguments
+        item(None, False, "decoder_failed"),  # nothing readable
+        item([A], False, "mismatch"),  # wrong tool
+        item([], True),  # right: no call
+        item([B], False, "format:no_think"),  # the call is right but the reply is not well-formed
+    ]
+    result = breakdown(records, items, leaked={"1"})
+    assert result["n"] == 6 and result["accuracy"] == 2 / 6
+    assert result["well_formed"] == 4 / 6
+    assert result["right_tool"] == 3 / 6  # 1, 2, 5
+    assert result["right_arguments_given_right_tool"] == 2 / 3
+    assert result["no_call_accuracy"] == 1.0
+    assert result["per_tool"] == {
+        NO_CALL: {"n": 1, "accuracy": 1.0},
+        "a": {"n": 3, "accuracy": 1 / 3},
+        "b": {"n": 2, "accuracy": 0.0},
+    }
+    assert (result["leaked"], result["accuracy_without_leaked"]) == (1, 1 / 5)
+
+
+def test_a_test_item_is_leaked_when_a_seen_item_has_its_call_in_any_key_or_call_order():
+    seen = [record("t", [B, {"name": "a", "arguments": {"y": 2, "x": 1}}])]
+    records = [record("1", [A, B]), record("2", [A]), record("3", [B, A])]
+    assert leaked_ids(records, seen) == {"1", "3"}
+
+
+def test_resampling_tools_widens_the_interval_when_a_tool_decides_its_items():
+    # 10 tools of 10 items each; a tool's items are all right or all wrong.
+    values = [float(tool % 2) for tool in range(10) for _ in range(10)]
+    by_tool = [str(tool) for tool in range(10) for _ in range(10)]
+    by_item = [str(i) for i in range(100)]
+    tool_low, tool_high = cluster_interval(values, by_tool)
+    item_low, item_high = cluster_interval(values, by_item)
+    assert tool_low <= 0.5 <= tool_high and item_low <= 0.5 <= item_high
+    assert tool_high - tool_low > 1.5 * (item_high - item_low)
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcde"), st.booleans()), min_size=1, max_size=40))
+def test_the_interval_holds_values_a_resample_can_take(pairs):
+    clusters, values = [c for c, _ in pairs], [float(v) for _, v in pairs]
+    low, high = cluster_interval(values, clusters, reps=200)
+    assert 0.0 <= low <= high <= 1.0
+    if len(set(values)) == 1 or len(set(clusters)) == 1:  # every resample has the same mean
+        assert low == high == pytest.approx(sum(values) / len(values))
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.booleans(), st.booleans()), min_size=1, max_size=30))
+def test_a_paired_difference_is_the_difference_of_accuracies_and_zero_against_itself(rows):
+    clusters = [c for c, _, _ in rows]
+    a, b = [x for _, x, _ in rows], [y for _, _, y in rows]
+    result = paired_difference(a, b, clusters)
+    assert result["difference"] == pytest.approx((sum(a) - sum(b)) / len(rows))
+    assert paired_difference(a, a, clusters) == {"difference": 0.0, "interval": [0.0, 0.0]}
+
+
+@pytest.mark.parametrize(
+    ("arm", "expected"),
+    [
+        ("grpo", {"mode": "grpo"}),
+        ("hard_sampling", {"mode": "hard_sampling_only", "shots_start": 2, "shots_cap": 2, "fading": False}),
+        ("toolexpander_paper", {"mode": "toolexpander"}),
+        ("carry_over", {"carry_over": "swap_nll", "demo_rollouts_per_group": 1, "carry_over_nll_coef": 3.0}),
+        ("carry_over_swap", {"carry_over": "swap"}),
+        ("carry_over_nll", {"carry_over": "nll"}),
+        ("sft_then_carry_over", {"carry_over": "swap_nll"}),
+        ("sft", {}),
+        ("sdft", {}),
+        ("base", {}),
+    ],
+)
+def test_each_arm_sets_what_makes_it_that_arm(arm, expected):
+    fields = rl_fields(arm, shots=2, demo_rollouts=1, nll_coef=3.0)
+    assert fields.items() >= expected.items()
+
+
+@pytest.mark.parametrize("arm", [name for name, arm in ARMS.items() if arm.kind in ("rl", "sft_then_rl")])
+def test_every_rl_arm_is_a_valid_training_config(tmp_path, arm):
+    from toolexpander.trainer.config import ToolExpanderConfig
+
+    fields = rl_fields(arm, shots=2, demo_rollouts=2, nll_coef=3.0)
+    config = ToolExpanderConfig(
+        output_dir=str(tmp_path), use_cpu=True, num_generations=4, per_device_train_batch_size=8, **fields
+    )
+    assert config.mode == fields["mode"]
+
+
+def test_sft_rows_pose_the_evaluation_prompt_and_train_on_the_gold_reply(tiny_model_dir):
+    from toolexpander.evaluation.runner import prompt_messages
+    from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.prompts import prefill_think, render_answer
+    from toolexpander.study.sft import sft_rows
+    from toolexpander.tasks.suite import build_suite
+
+    _, tokenizer = load_model_and_tokenizer(tiny_model_dir)
+    prefill_think(tokenizer)
+    records = build_suite(0, level="easy")["train"][:3]
+    for row, rec in zip(sft_rows(records, tokenizer), records):
+        posed = tokenizer.apply_chat_template(
+            prompt_messages(rec), add_generation_prompt=True, tokenize=False
+        )
+        assert row["prompt"] == posed and posed.endswith("<think>")
+        assert "<think>" + row["completion"] == render_answer(rec["answer"])
+
+
+def test_sft_raises_the_likelihood_of_the_gold_reply(tiny_model_dir, tmp_path):
+    import torch
+
+    from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.study.sft import sft_rows, train_sft
+    from toolexpander.tasks.suite import build_suite
+
+    model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
+    records = build_suite(0, level="easy")["train"][:2]
+    (row, _) = sft_rows(records, tokenizer)
+
+    def gold_logp(model) -> float:
+        prompt = tokenizer(row["prompt"], return_tensors="pt").input_ids
+        full = tokenizer(row["prompt"] + row["completion"], return_tensors="pt").input_ids
+        with torch.no_grad():
+            logps = model(full).logits[0, :-1].log_softmax(-1).gather(1, full[0, 1:, None])[:, 0]
+        return logps[prompt.shape[1] - 1 :].sum().item()
+
+    before = gold_logp(model)
+    trainer = train_sft(
+        model,
+        tokenizer,
+        records,
+        output_dir=str(tmp_path),
+        steps=4,
+        batch_size=2,
+        learning_rate=1e-3,
+        seed=0,
+        use_cpu=True,
+    )
+    assert len([row for row in trainer.state.log_history if "loss" in row]) == 4
+    assert gold_logp(trainer.model) > before + 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("seeds: [1]\narms: [sft]\nfoo: 1\n", "unknown keys foo"),
+        ("seeds: [1]\narms: [nope]\n", "`arm` must be one of"),
+        ("seeds: [1]\narms: [sft_then_carry_over]\n", "add `sft` to the arms"),
+        ("seeds: [1]\narms: [{name: s, arm: sft, beta: 0.1}]\n", "a sft arm takes only learning_rate"),
+        ("seeds: [1]\narms: [{name: s, arm: sdft, beta: 0.1}]\n", "a sdft arm takes only learning_rate"),
+        ("seeds: [1]\narms: [sft]\nsplits: [test]\n", "unknown splits test"),
+        ("seeds: one\narms: [sft]\n", "seeds must be a list of integers"),
+        ("seeds: [1]\narms: [sft]\ncurve_every: 0\n", "curve_every must be an integer >= 1"),
+        ("arms: [sft]\n", "missing 1 required positional argument: 'seeds'"),
+        ("seeds: [1]\narms: [sft, sft]\n", "arm names must differ"),
+        ("seeds: [1\n", "study.yaml, line 2 is not valid YAML"),
+    ],
+)
+def test_a_bad_study_file_is_one_line_and_exit_2(tmp_path, capsys, text, message):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    assert main(["compare", "--config", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("well_formed", "collapsed"),
+    [([0.2, 0.8, 0.5], False), ([0.2, 0.8, 0.39], True), ([0.0, 0.0, 0.0], False), ([], False)],
+)
+def test_a_run_collapsed_when_its_well_formed_share_ends_below_half_its_best(well_formed, collapsed):
+    from toolexpander.study.compare import stability
+
+    curve = [
+        {"step": 8 * i, "zero_shot": [0.1, 0.3, 0.2][i], "zero_shot_well_formed": w}
+        for i, w in enumerate(well_formed)
+    ]
+    rows = [
+        {"loss": 1.0, "reward": 0.5, "frac_reward_zero_std": 0.25},
+        {"loss": 3.0, "reward": 0.5, "grad_norm": 2.0},
+    ]
+    result = stability(rows, curve)
+    assert result["collapsed"] is collapsed
+    assert (
+        result["loss"] == [2.0, 1.0] and result["reward"] == [0.5, 0.0] and result["grad_norm"] == [2.0, 0.0]
+    )
+    assert result["zero_advantage_groups"] == 0.25 and result["steps"] == 2
+    assert result["best_dev_step"] == (8 if well_formed else None)
+
+
+def fake_run(verdicts: list[tuple[str, bool]]) -> dict:
+    """An arm.json of one seed with one split ``t`` (``verdicts``: (tool, right) per item)."""
+    rows = [[f"id{i}", tool, valid] for i, (tool, valid) in enumerate(verdicts)]
+    accuracy = sum(v for _, v in verdicts) / len(verdicts)
+    return {
+        "splits": {"t": {"accuracy": accuracy, "breakdown": {}, "verdicts": rows}},
+        "stability": {},
+        "train_seconds": 1.0,
+        "eval_seconds": 1.0,
+        "num_tokens": 10,
+    }
+
+
+def test_the_summary_pools_seeds_and_pairs_each_arm_with_the_reference():
+    from toolexpander.study.compare import StudyConfig
+    from toolexpander.study.report import summarise
+
+    study = StudyConfig(arms=["sft", "carry_over"], seeds=[1, 2], splits=["t"])
+    runs = {
+        "sft": {1: fake_run([("a", True), ("b", False)]), 2: fake_run([("a", False), ("c", False)])},
+        "carry_over": {1: fake_run([("a", True), ("b", True)]), 2: fake_run([("a", True), ("c", False)])},
+    }
+    results = summarise(study, study.arm_specs(), runs)
+    sft, carry = results["arms"]["sft"], results["arms"]["carry_over"]
+    assert results["splits"] == {"t": {1: 2, 2: 2}}
+    assert (sft["per_seed"], carry["per_seed"]) == (
+        {1: {"t": 0.5}, 2: {"t": 0.0}},
+        {1: {"t": 1.0}, 2: {"t": 0.5}},
+    )
+    assert (sft["mean"]["t"], carry["pooled"]["t"]["accuracy"]) == (0.25, 0.75)
+    assert sft["vs_reference"] == {} and carry["vs_reference"]["t"]["difference"] == 0.5
+    # Four (seed, tool) clusters; carry_over is never behind sft on any of them.
+    assert (
+        0.0 <= carry["vs_reference"]["t"]["interval"][0] <= 0.5 <= carry["vs_reference"]["t"]["interval"][1]
+    )
+
+
+def test_compare_runs_arms_by_seeds_resumes_and_keeps_every_prediction(tiny_model_dir, tmp_path, monkeypatch):
+    import toolexpander.demo.run as demo_run
+
+    study = tmp_path / "study.yaml"
+    out = tmp_path / "out"
+    study.write_text(
+        f"model: {tiny_model_dir}\npreset: quick\nseeds: [3]\nsplits: [dev, easy_test, full_test]\n"
+        "split_items: 6\narms: [base, sft, sdft, carry_over, sft_then_carry_over]\n"
+    )
+    starts = []
+    real_train_arm = demo_run.train_arm
+
+    def recording_train_arm(arm, model_name, *args, **kwargs):
+        starts.append((arm, model_name))
+        return real_train_arm(arm, model_name, *args, **kwargs)
+
+    monkeypatch.setattr(demo_run, "train_arm", recording_train_arm)
+    assert main(["compare", "--config", str(study), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [3] and list(results["arms"]) == [
+        "base",
+        "sft",
+        "sdft",
+        "carry_over",
+        "sft_then_carry_over",
+    ]
+    # The trained arms log every optimizer step: the quick preset's 2.
+    for name in ("sft", "sdft"):
+        rows = (out / "seed3" / name / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(row)["step"] for row in rows] == [1, 2]
+    for name, entry in results["arms"].items():
+        assert set(entry["per_seed"]) == {"3"}
+        assert all(
+            set(per_split) == {"dev", "easy_test", "full_test"} for per_split in entry["per_seed"].values()
+        )
+        assert ("easy_test" in entry["vs_reference"]) == (name != "sft")
+        for seed in (3,):
+            items = (
+                (out / f"seed{seed}" / name / "eval" / "easy_test" / "items.jsonl").read_text().splitlines()
+            )
+            assert len(items) == 6 and all("completion" in json.loads(line) for line in items)
+    # The SFT -> RL arm starts from each seed's SFT model; the RL arm from the base model.
+    assert sorted(starts) == sorted(
+        [("carry_over", tiny_model_dir), ("sft_then_carry_over", str(out / "seed3" / "sft" / "model"))]
+    )
+    report = (out / "results.md").read_text()
+    assert all(f"| {name} |" in report for name in results["arms"])
+    assert (out / "accuracy.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    # Finished runs are read back, not repeated; --arms picks some of the study's arms.
+    starts.clear()
+    assert main(["compare", "--config", str(study), "--out", str(out), "--arms", "sft", "carry_over"]) == 0
+    assert starts == []
+    again = json.loads((out / "results.json").read_text())["arms"]
+    assert again == {name: results["arms"][name] for name in ("sft", "carry_over")}
+    assert main(["compare", "--config", str(study), "--arms", "nope"]) == 2
+
+
+def test_sdft_rows_show_the_teacher_two_demonstrations_and_the_student_none():
+    from toolexpander.evaluation.runner import prompt_messages
+    from toolexpander.hard_sampling.demo_bank import DemoBank
+    from toolexpander.prompts import build_messages
+    from toolexpander.study.sdft import sdft_rows
+    from toolexpander.tasks.suite import build_suite
+
+    train = build_suite(0, level="easy")["train"]
+    records, pool = train[:3], train[:40]  # as in the demo, the trained items are in the pool too
+    rows = sdft_rows(records, pool)
+    bank = DemoBank(pool, sources=("gold",))
+    for row, rec in zip(rows, records):
+        demos = bank.select(rec, 2)
+        assert row["prompt"] == prompt_messages(rec)  # the zero-shot prompt evaluation poses
+        assert row["privileged_context"] == build_messages(rec, demos=demos)
+        demo_turns = row["privileged_context"][1:5]
+        assert [m["role"] for m in demo_turns] == ["user", "assistant"] * 2
+        assert [m["content"] for m in demo_turns[1::2]] == [d["completion"] for d in demos]
+        assert rec["id"] not in {d["source_id"] for d in demos}
+        assert not any(d["completion"] in m["content"] for d in demos for m in row["prompt"])
+
+
+def test_sdft_samples_under_the_bare_prompt_and_distils_from_the_two_shot_teacher(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import TrainerCallback
+
+    from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.prompts import prefill_think
+    from toolexpander.study.sdft import sdft_rows, train_sdft
+    from toolexpander.tasks.suite import build_suite
+
+    model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
+    prefill_think(tokenizer)
+    train = build_suite(0, level="easy")["train"]
+    records, pool = train[:2], train[:40]
+    before = [p.detach().clone() for p in model.parameters()]
+    batches = []
+
+    class Recorder(TrainerCallback):
+        def on_self_distillation_batch_prepared(self, args, state, control, **batch):
+            batches.append(batch)
+
+    def posed(messages) -> str:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    trainer = train_sdft(
+        model,
+        tokenizer,
+        records,
+        pool,
+        output_dir=str(tmp_path),
+        steps=1,
+        batch_size=2,
+        num_generations=2,
+        max_completion_length=8,
+        temperature=1.0,
+        learning_rate=1e-2,
+        seed=0,
+        use_cpu=True,
+        callbacks=[Recorder()],
+    )
+    # The student's prompt of each rollout (left-padded), and the teacher's for the same item.
+    teacher_of = {posed(row["prompt"]): posed(row["privileged_context"]) for row in sdft_rows(records, pool)}
+    (batch,) = batches
+    width = batch["completion_ids"].shape[1]
+
+    def text(ids) -> str:
+        return tokenizer.decode(ids).replace(tokenizer.pad_token, "")
+
+    students = [text(ids) for ids in batch["prompt_ids"]]
+    assert sorted(students) == sorted(list(teacher_of) * 2)  # 2 items x 2 rollouts, bare prompts
+    assert all(student.endswith("<think>") for student in students)  # the prefill, as evaluation poses
+    for student, teacher_ids, completion_ids in zip(
+        students, batch["teacher_input_ids"], batch["completion_ids"]
+    ):
+        assert text(teacher_ids[:-width]) == teacher_of[student]  # the same item, with 2 demonstrations
+        assert torch.equal(teacher_ids[-width:], completion_ids)  # the teacher reads the student's reply
+    assert len([row for row in trainer.state.log_history if "loss" in row]) == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
