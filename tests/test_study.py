@@ -315,6 +315,8 @@ def test_compare_runs_arms_by_seeds_resumes_and_keeps_every_prediction(tiny_mode
     again = json.loads((out / "results.json").read_text())["arms"]
     assert again == {name: results["arms"][name] for name in ("sft", "carry_over")}
     assert main(["compare", "--config", str(study), "--arms", "nope"]) == 2
+    assert main(["compare", "--config", str(study), "--out", str(out), "--seeds", "3"]) == 0 and starts == []
+    assert main(["compare", "--config", str(study), "--seeds", "5"]) == 2
 
 
 def test_sdft_rows_show_the_teacher_two_demonstrations_and_the_student_none():

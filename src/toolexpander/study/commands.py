@@ -15,10 +15,12 @@ def register(subparsers) -> None:
         nargs="+",
         help="run only these arms of the study now (finished runs of others stay on disk)",
     )
+    parser.add_argument("--seeds", type=int, nargs="+", help="run only these of the study's seeds now")
     parser.set_defaults(run=run)
 
 
 def run(args, extra: list[str]) -> int:
+    from toolexpander.errors import UserError
     from toolexpander.study.compare import load_study, run_study
 
     study = load_study(args.config)
@@ -26,5 +28,10 @@ def run(args, extra: list[str]) -> int:
         study.output_dir = args.out
     if args.arms:
         study.arms = study.only(args.arms)
+    if args.seeds:
+        unknown = sorted(set(args.seeds) - set(study.seeds))
+        if unknown:
+            raise UserError(f"the study has no seed {', '.join(map(str, unknown))}; it has {study.seeds}")
+        study.seeds = [seed for seed in study.seeds if seed in args.seeds]
     run_study(study)
     return 0
