@@ -47,6 +47,7 @@ SETTINGS = {
     # name: (prompts, G, prompt length (mean), completion length (max), rows per forward+backward)
     "demo": (4, 4, 420, 64, None),
     "paper": (2, 10, 800, 256, 10),
+    "gpu": (4, 8, 1024, 256, None),  # issue 23's GPU check, for a 0.5B-shaped model
 }
 PAD = 0
 

@@ -22,10 +22,18 @@ process CPU seconds (on ``--threads 1``, the default, the step's own work: anoth
 not count), ``*_wall_s`` median wall seconds; ``same_replies`` is the share of reply tokens the two
 paths sampled alike from one seed (bfloat16 rounding may tip a draw, after which a row differs).
 
-    python benchmarks/step_cost.py [--settings demo paper] [--repeats 2] [--threads 1] [--layers 30]
+- ``gpu`` (with ``--device cuda --model qwen2.5-0.5b-random``): 4 prompts x G=8, prompts of ~1,024
+  tokens, replies of 256, a random model shaped like Qwen2.5-0.5B (bf16 autocast on the GPU; times
+  are wall seconds after a CUDA synchronise, since process CPU time means nothing there).
 
-Figures: not yet measured (a check ran with ``--settings demo --layers 1 --repeats 1``, whose times
-mean nothing). Never run as a test.
+    python benchmarks/step_cost.py [--settings demo paper] [--repeats 2] [--threads 1] [--layers 30]
+    python benchmarks/step_cost.py --device cuda --model qwen2.5-0.5b-random --settings gpu
+
+Figures, CPU (``demo``, ``paper``): not yet measured. GPU, one H200 (torch 2.11, transformers 5.17,
+2026-12-04, nothing else on it), ``--device cuda --model qwen2.5-0.5b-random --settings gpu --repeats 3``:
+loss 0.437 s plain, 0.253 s shared (1.73x); whole step 9.14 s, 8.68 s (1.05x): on the GPU the step
+is HF ``generate``'s 256 decode steps (8.7 of 9.1 s), which sharing the prompt does not shorten;
+0.987 of the reply tokens sampled alike. Never run as a test.
 """
 
 from __future__ import annotations
@@ -49,16 +57,43 @@ from toolexpander.trainer.shared_prompt import shared_prompt_cache, shared_promp
 SEED = 0
 
 
-def load_model(layers: int):
-    """SmolLM2-135M's first ``layers`` layers, float32 weights, TRL's fused LM head (log-probs, entropy)."""
+def qwen_05b_shaped(layers: int):
+    """A random model of Qwen2.5-0.5B's shape (hidden 896, 14 heads, 2 KV heads, intermediate 4864,
+    vocab 151936, tied embeddings): the timing needs its shape, not its weights."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(SEED)
+    config = Qwen2Config(
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=layers,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+    )
+    return Qwen2ForCausalLM(config)
+
+
+def load_model(layers: int, kind: str, device: str):
+    """SmolLM2-135M's first ``layers`` layers (or a random 0.5B-shaped model), float32 weights,
+    TRL's fused LM head (log-probs, entropy)."""
+    if kind == "qwen2.5-0.5b-random":
+        return _fused(qwen_05b_shaped(layers), device)
     model, _ = load_model_and_tokenizer(SMOLLM2_HUB_ID, dtype=torch.float32)
     model.model.layers = model.model.layers[:layers]
     model.config.num_hidden_layers = layers
     if getattr(model.config, "layer_types", None):
         model.config.layer_types = model.config.layer_types[:layers]
+    return _fused(model, device)
+
+
+def _fused(model, device: str):
     model.config._attn_implementation = "sdpa"
     add_fused_lm_head(model, outputs=("log_probs", "entropy"))
-    return model.train()  # no dropout in SmolLM2
+    return model.to(device).train()  # no dropout in either
 
 
 def trl_logps_and_entropies(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
@@ -73,9 +108,17 @@ def trl_logps_and_entropies(model, prompt_ids, prompt_mask, completion_ids, comp
     return logps, entropies
 
 
+def clock(device: str) -> tuple[float, float]:
+    """(process CPU, wall) seconds, once the device's queued work is done."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.process_time(), time.perf_counter()
+
+
 def one_step(model, path: str, prompt_ids, prompt_mask, completion_length: int, chunk: int | None):
     """Generation, then the loss forward+backward in chunks of ``chunk`` rows; returns the seconds
     (process CPU, wall) of each and the sampled replies."""
+    device = prompt_ids.device.type
     settings = {
         "max_new_tokens": completion_length,
         "min_new_tokens": completion_length,
@@ -87,20 +130,20 @@ def one_step(model, path: str, prompt_ids, prompt_mask, completion_length: int, 
     }
     rows = prompt_ids.shape[0]
     chunk = chunk or rows
-    clocks = [(time.process_time(), time.perf_counter())]
+    clocks = [clock(device)]
     torch.manual_seed(SEED)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
         cache = shared_prompt_cache(model, prompt_ids, prompt_mask, **settings) if path == "shared" else {}
         sequences = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, **cache, **settings)
     completion_ids = sequences[:, prompt_ids.shape[1] :]
     completion_mask = torch.ones_like(completion_ids)
-    clocks.append((time.process_time(), time.perf_counter()))
-    advantages = torch.linspace(-1.0, 1.0, rows)[:, None]
+    clocks.append(clock(device))
+    advantages = torch.linspace(-1.0, 1.0, rows, device=device)[:, None]
     model.zero_grad(set_to_none=True)
     for start in range(0, rows, chunk):
         part = slice(start, start + chunk)
         args = (prompt_ids[part], prompt_mask[part], completion_ids[part], completion_mask[part])
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device, dtype=torch.bfloat16):
             if path == "plain":
                 logps, entropies = trl_logps_and_entropies(model, *args)
             else:
@@ -108,7 +151,7 @@ def one_step(model, path: str, prompt_ids, prompt_mask, completion_length: int, 
         # A GRPO-like loss that reaches both outputs, as TRL's entropy term would.
         loss = ((logps * advantages[part]).sum() - 1e-3 * entropies.sum()) / completion_mask.sum()
         loss.backward()
-    clocks.append((time.process_time(), time.perf_counter()))
+    clocks.append(clock(device))
     (cpu0, wall0), (cpu1, wall1), (cpu2, wall2) = clocks
     return {"generate": (cpu1 - cpu0, wall1 - wall0), "loss": (cpu2 - cpu1, wall2 - wall1)}, completion_ids
 
@@ -122,12 +165,17 @@ def median_seconds(steps: list[dict], part: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    args = common_arguments(__doc__.split("\n\n")[0]).parse_args()
+    parser = common_arguments(__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--model", default="smollm2", choices=["smollm2", "qwen2.5-0.5b-random"])
+    args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model(args.layers)
+    layers = 24 if args.model != "smollm2" and args.layers == 30 else args.layers  # 30: SmolLM2's
+    model = load_model(layers, args.model, args.device)
     for name in args.settings:
         n_prompts, group, prompt_len, completion_len, chunk = SETTINGS[name]
-        prompt_ids, prompt_mask = make_batch(n_prompts, group, prompt_len, completion_len)[:2]
+        batch = make_batch(n_prompts, group, prompt_len, completion_len)[:2]
+        prompt_ids, prompt_mask = (tensor.to(args.device) for tensor in batch)
         replies = {}
         for path in ("plain", "shared"):  # warm-ups
             _, replies[path] = one_step(model, path, prompt_ids, prompt_mask, completion_len, chunk)
@@ -139,6 +187,8 @@ def main() -> None:
         for part in ("loss", "step"):
             plain_cpu, plain_wall = median_seconds(steps["plain"], part)
             shared_cpu, shared_wall = median_seconds(steps["shared"], part)
+            if args.device == "cuda":  # the GPU's work is not the process's CPU time
+                plain_cpu, shared_cpu = plain_wall, shared_wall
             line = {
                 "setting": name,
                 "part": part,
@@ -151,7 +201,9 @@ def main() -> None:
                 "prompt_tokens": prompt_ids.shape[1],
                 "completion_tokens": completion_len,
                 "rows_per_backward": chunk or n_prompts * group,
-                "layers": args.layers,
+                "model": args.model,
+                "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
+                "layers": layers,
                 "threads": args.threads,
                 "repeats": args.repeats,
                 "same_replies": round(same, 3),

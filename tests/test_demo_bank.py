@@ -213,3 +213,26 @@ def test_selection_properties(items, own, k):
     called = {c["name"] for c in query["answer"]}
     shared = [len(called & {c["name"] for c in tasks[int(i[1:])]["answer"]}) for i in chosen]
     assert shared == sorted(shared, reverse=True)  # more shared tool names always first
+
+
+def test_the_bank_imports_bm25s_without_jax_which_would_claim_the_gpu(tmp_path):
+    import functools
+    import os
+    import subprocess
+    import sys
+
+    # A JAX whose first computation fails, as JAX's CUDA plugin did beside torch on an H200.
+    (tmp_path / "jax").mkdir()
+    (tmp_path / "jax" / "__init__.py").write_text("from . import lax\n")
+    (tmp_path / "jax" / "lax.py").write_text("def top_k(*args):\n    raise RuntimeError('no CUDA for JAX')\n")
+    # Our bank first, then the program's own JAX and bm25s: both still work.
+    check = (
+        "import toolexpander.hard_sampling.demo_bank, jax, bm25s.selection; "
+        "assert not bm25s.selection.JAX_IS_AVAILABLE"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{':'.join(sys.path)}"}
+    run = functools.partial(subprocess.run, check=False, env=env, capture_output=True, text=True)
+    plain = run([sys.executable, "-c", "import bm25s"])
+    assert "no CUDA for JAX" in plain.stderr  # the fake JAX does break a plain import
+    ours = run([sys.executable, "-c", check])
+    assert ours.returncode == 0, ours.stderr

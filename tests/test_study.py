@@ -102,6 +102,7 @@ def test_a_paired_difference_is_the_difference_of_accuracies_and_zero_against_it
         ("carry_over_swap", {"carry_over": "swap"}),
         ("carry_over_nll", {"carry_over": "nll"}),
         ("sft_then_carry_over", {"carry_over": "swap_nll"}),
+        ("sft_then_paper", {"mode": "toolexpander"}),
         ("sft", {}),
         ("sdft", {}),
         ("base", {}),
@@ -186,6 +187,7 @@ def test_sft_raises_the_likelihood_of_the_gold_reply(tiny_model_dir, tmp_path):
         ("seeds: [1]\narms: [sft]\nsplits: [test]\n", "unknown splits test"),
         ("seeds: one\narms: [sft]\n", "seeds must be a list of integers"),
         ("seeds: [1]\narms: [sft]\ncurve_every: 0\n", "curve_every must be an integer >= 1"),
+        ("seeds: [1]\narms: [sft]\npreset_fields: {stpes: 3}\n", "preset_fields takes a mapping of"),
         ("arms: [sft]\n", "missing 1 required positional argument: 'seeds'"),
         ("seeds: [1]\narms: [sft, sft]\n", "arm names must differ"),
         ("seeds: [1\n", "study.yaml, line 2 is not valid YAML"),
@@ -317,6 +319,42 @@ def test_compare_runs_arms_by_seeds_resumes_and_keeps_every_prediction(tiny_mode
     assert main(["compare", "--config", str(study), "--arms", "nope"]) == 2
     assert main(["compare", "--config", str(study), "--out", str(out), "--seeds", "3"]) == 0 and starts == []
     assert main(["compare", "--config", str(study), "--seeds", "5"]) == 2
+
+
+def test_preset_fields_change_the_budget_of_every_run(tmp_path):
+    from toolexpander.demo.run import PRESETS
+    from toolexpander.study.compare import load_study
+
+    path = tmp_path / "study.yaml"
+    path.write_text("seeds: [1]\narms: [sft]\ncurve_every: 4\npreset_fields: {max_completion_length: 128}\n")
+    budget = load_study(path).budget()
+    assert (budget.max_completion_length, budget.curve_every, budget.steps) == (128, 4, PRESETS["cpu"].steps)
+
+
+def test_parallel_runs_wait_for_their_sft_and_the_report_leaves_out_unfinished_arms(tiny_model_dir, tmp_path):
+    study = tmp_path / "study.yaml"
+    out = tmp_path / "out"
+    study.write_text(
+        f"model: {tiny_model_dir}\npreset: quick\nseeds: [3]\nsplits: [dev]\n"
+        "arms: [base, sft, sft_then_carry_over]\n"
+    )
+    assert main(["compare", "--config", str(study), "--out", str(out), "--jobs", "3"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert (
+        list(results["arms"]) == ["base", "sft", "sft_then_carry_over"] and results["unfinished_arms"] == []
+    )
+    for name in results["arms"]:
+        assert f"arm {name}" in (out / "seed3" / f"{name}.log").read_text()  # each run's own log
+    # The SFT -> RL run started from the SFT model, so it ran after it.
+    assert (out / "seed3" / "sft" / "model").is_dir()
+    assert json.loads((out / "seed3" / "sft_then_carry_over" / "arm.json").read_text())["arm"] == (
+        "sft_then_carry_over"
+    )
+    (out / "seed3" / "base" / "arm.json").unlink()
+    assert main(["compare", "--config", str(study), "--out", str(out), "--report"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["arms"]) == ["sft", "sft_then_carry_over"] and results["unfinished_arms"] == ["base"]
+    assert not (out / "seed3" / "base" / "arm.json").exists()  # --report trains nothing
 
 
 def test_sdft_rows_show_the_teacher_two_demonstrations_and_the_student_none():

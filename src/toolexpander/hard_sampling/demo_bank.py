@@ -18,11 +18,30 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 
-import bm25s
 import numpy as np
+
+
+def _import_bm25s():
+    """bm25s without JAX. Where JAX is installed, bm25s runs a JAX computation on import, which
+    takes most of the GPU's memory beside torch's, or crashes (seen on an H200 image with JAX's CUDA
+    plugin); its top-k over a few hundred scores needs nothing but NumPy."""
+    if "jax" in sys.modules:  # the user's program already runs JAX: leave it be
+        import bm25s
+
+        return bm25s
+    sys.modules["jax"] = None  # makes `import jax` raise ImportError
+    try:
+        import bm25s
+    finally:
+        del sys.modules["jax"]
+    return bm25s
+
+
+bm25s = _import_bm25s()
 
 from toolexpander.data.schema import query_text
 from toolexpander.prompts import gold_demo

@@ -15,7 +15,7 @@ Kinds:
   with two gold demonstrations; the RL arms' steps, items per step and rollouts per item;
 - ``sft_then_rl``: the ``sft`` model as the start of an ``rl`` arm (Tool-N1's and ToolRL's
   recipe). It trains twice the optimizer steps of the others, which is why ``sft_long`` (SFT for
-  that many steps) is its control.
+  that many steps) is its control. ``sft_then_carry_over`` and ``sft_then_paper``.
 
 Pure Python: importable without torch.
 """
@@ -68,6 +68,11 @@ ARMS = {
             "self-distillation (TRL's SDFT): the zero-shot student learns from itself shown 2 demonstrations",
         ),
         Arm("sft_then_carry_over", "sft_then_rl", "sft, then carry_over from the sft model"),
+        Arm(
+            "sft_then_paper",
+            "sft_then_rl",
+            "sft, then the paper's schedule (toolexpander_paper) from the sft model",
+        ),
     )
 }
 
@@ -98,6 +103,7 @@ def rl_fields(arm: str, *, shots: int, demo_rollouts: int, nll_coef: float) -> d
         "carry_over_swap": carry | {"carry_over": "swap"},
         "carry_over_nll": carry | {"carry_over": "nll"},
         "sft_then_carry_over": carry,
+        "sft_then_paper": {"mode": "toolexpander"},
     }
     if arm not in ARMS:
         raise KeyError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")

@@ -16,12 +16,23 @@ def register(subparsers) -> None:
         help="run only these arms of the study now (finished runs of others stay on disk)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="run only these of the study's seeds now")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once, each its own process (e.g. 8 on one GPU for a 135M model; default 1)",
+    )
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--report", action="store_true", help="train nothing: write the tables from the runs that finished"
+    )
+    when.add_argument("--no-report", action="store_true", help="train and evaluate only; tables later")
     parser.set_defaults(run=run)
 
 
 def run(args, extra: list[str]) -> int:
     from toolexpander.errors import UserError
-    from toolexpander.study.compare import load_study, run_study
+    from toolexpander.study.compare import load_study, run_parallel, run_study, write_report
 
     study = load_study(args.config)
     if args.out:
@@ -33,5 +44,12 @@ def run(args, extra: list[str]) -> int:
         if unknown:
             raise UserError(f"the study has no seed {', '.join(map(str, unknown))}; it has {study.seeds}")
         study.seeds = [seed for seed in study.seeds if seed in args.seeds]
-    run_study(study)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.report:
+        write_report(study)
+    elif args.jobs > 1 and not args.no_report:
+        run_parallel(study, args.config, args.jobs)
+    else:
+        run_study(study, report=not args.no_report)
     return 0

@@ -62,6 +62,13 @@ class StudyConfig:
     output_dir: str = field(default="runs/study", metadata={"help": "where each run and the tables go"})
     model: str = field(default=SMOLLM2_HUB_ID, metadata={"help": "base model: hub id, folder or .gguf"})
     preset: str = field(default="cpu", metadata={"help": "the budget, a demo preset: quick, cpu or gpu"})
+    preset_fields: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "fields of the preset set otherwise (`toolexpander.demo.run.DemoPreset`), e.g. "
+            "{max_completion_length: 128}"
+        },
+    )
     splits: list = field(default_factory=lambda: ["dev"], metadata={"help": "evaluation splits (module doc)"})
     reference: str = field(default="sft", metadata={"help": "the arm every other arm is compared with"})
     curve_every: int | None = field(
@@ -86,8 +93,8 @@ class StudyConfig:
 
         from toolexpander.demo.run import PRESETS
 
-        preset = PRESETS[self.preset]
-        return preset if self.curve_every is None else replace(preset, curve_every=self.curve_every)
+        curve = {} if self.curve_every is None else {"curve_every": self.curve_every}
+        return replace(PRESETS[self.preset], **self.preset_fields, **curve)
 
     def only(self, names: list[str]) -> list:
         """The entries of `arms` named ``names`` (UserError for a name the study does not have)."""
@@ -121,7 +128,7 @@ def load_study(path: str | Path) -> StudyConfig:
     """A `StudyConfig` from YAML; unknown keys, missing keys and bad values are one-line errors."""
     import yaml
 
-    from toolexpander.demo.run import PRESETS
+    from toolexpander.demo.run import PRESETS, DemoPreset
 
     try:
         with open(path, encoding="utf-8") as stream:  # a stream: PyYAML's errors then name the file
@@ -142,6 +149,9 @@ def load_study(path: str | Path) -> StudyConfig:
         raise UserError(f"{path}: {error}") from error
     if study.preset not in PRESETS:
         raise UserError(f"{path}: preset must be one of {', '.join(PRESETS)}, got {study.preset!r}")
+    preset_keys = {f.name for f in fields(DemoPreset)} - {"name", "what_it_shows"}
+    if not isinstance(study.preset_fields, dict) or set(study.preset_fields) - preset_keys:
+        raise UserError(f"{path}: preset_fields takes a mapping of {', '.join(sorted(preset_keys))}")
     if study.curve_every is not None and (not isinstance(study.curve_every, int) or study.curve_every < 1):
         raise UserError(
             f"{path}: curve_every must be an integer >= 1 (or left out), got {study.curve_every!r}"
@@ -149,9 +159,9 @@ def load_study(path: str | Path) -> StudyConfig:
     if not study.seeds or not all(isinstance(s, int) for s in study.seeds):
         raise UserError(f"{path}: seeds must be a list of integers")
     study.arm_specs()  # validates the arms
-    unknown_splits = sorted(set(study.splits) - set(split_names(PRESETS[study.preset].suite_level)))
+    unknown_splits = sorted(set(study.splits) - set(split_names(study.budget().suite_level)))
     if unknown_splits:
-        choices = ", ".join(split_names(PRESETS[study.preset].suite_level))
+        choices = ", ".join(split_names(study.budget().suite_level))
         raise UserError(f"{path}: unknown splits {', '.join(unknown_splits)}; choose from {choices}")
     return study
 
@@ -163,11 +173,10 @@ def split_names(level: str) -> list[str]:
 
 def study_splits(study: StudyConfig, seed: int, data) -> dict[str, list[dict]]:
     """The records of every split the study evaluates, for one suite seed."""
-    from toolexpander.demo.run import PRESETS
     from toolexpander.evaluation.runner import load_benchmark
     from toolexpander.tasks.suite import build_suite
 
-    level = PRESETS[study.preset].suite_level
+    level = study.budget().suite_level
     suite = build_suite(seed, level=level)
     available = {
         "dev": lambda: data.dev,
@@ -327,35 +336,131 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
     return result
 
 
-def run_study(study: StudyConfig) -> dict:
-    """Every arm for every seed (resuming finished runs), then the tables; returns results.json."""
+def run_study(study: StudyConfig, report: bool = True) -> dict | None:
+    """Every arm for every seed (resuming finished runs), then the tables; returns results.json
+    (None with ``report=False``: the runs alone, for `run_parallel`'s workers)."""
     from rich.console import Console
 
-    from toolexpander.demo.run import PRESETS, demo_data
-    from toolexpander.study.report import summarise, write_study_report
+    from toolexpander.demo.run import demo_data
 
     console = Console()
     out = Path(study.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_file(out / "study.json", dumps_json(asdict(study), indent=2) + "\n")
     specs = study.arm_specs()
-    runs: dict[str, dict[int, dict]] = {spec.name: {} for spec in specs}
     started = time.time()
-    total = len(specs) * len(study.seeds)
+    total, done = len(specs) * len(study.seeds), 0
     for seed in study.seeds:
-        data = demo_data(PRESETS[study.preset], seed)
+        data = demo_data(study.budget(), seed)
         splits = study_splits(study, seed, data)
-        for spec in sorted(
-            specs, key=lambda spec: spec.name != "sft"
-        ):  # the sft_then_* arms start from sft's model
-            done = sum(len(v) for v in runs.values())
-            elapsed = time.time() - started
+        for spec in sorted(specs, key=lambda spec: spec.name != "sft"):  # sft_then_* start from sft's model
             console.rule(
-                f"[bold]seed {seed}, arm {spec.name}[/] ({done}/{total} done, {elapsed / 60:.1f} min)"
+                f"[bold]seed {seed}, arm {spec.name}[/] ({done}/{total} done, {(time.time() - started) / 60:.1f} min)"
             )
-            runs[spec.name][seed] = run_arm(spec, study, seed, data, splits, out / f"seed{seed}")
-    results = summarise(study, specs, runs)
-    results["wall_seconds_this_call"] = time.time() - started
-    write_study_report(results, out)
-    console.print(f"[bold green]done[/]: {out / 'results.md'}")
+            run_arm(spec, study, seed, data, splits, out / f"seed{seed}")
+            done += 1
+    return write_report(study, time.time() - started) if report else None
+
+
+def finished_runs(study: StudyConfig) -> dict[str, dict[int, dict]]:
+    """``{arm name: {seed: arm.json}}`` of the runs on disk that finished."""
+    out = Path(study.output_dir)
+    runs: dict[str, dict[int, dict]] = {}
+    for spec in study.arm_specs():
+        for seed in study.seeds:
+            done = out / f"seed{seed}" / spec.name / "arm.json"
+            if done.is_file():
+                runs.setdefault(spec.name, {})[seed] = json.loads(done.read_text(encoding="utf-8"))
+    return runs
+
+
+def write_report(study: StudyConfig, wall_seconds: float | None = None) -> dict:
+    """results.json, results.md and the plots from the finished runs. An arm that has not finished
+    on every seed is left out of the tables (and named); UserError when no arm has."""
+    from rich.console import Console
+
+    from toolexpander.study.report import summarise, write_study_report
+
+    runs = finished_runs(study)
+    complete = [spec for spec in study.arm_specs() if len(runs.get(spec.name, {})) == len(study.seeds)]
+    missing = [spec.name for spec in study.arm_specs() if spec not in complete]
+    if not complete:
+        raise UserError(f"no arm of {study.output_dir} has finished on every seed of {study.seeds}")
+    if study.reference not in [spec.name for spec in complete]:
+        study = StudyConfig(**{**asdict(study), "reference": complete[0].name})
+    results = summarise(study, complete, runs)
+    results["unfinished_arms"] = missing
+    results["wall_seconds_this_call"] = wall_seconds
+    write_study_report(results, Path(study.output_dir))
+    Console().print(
+        f"[bold green]done[/]: {Path(study.output_dir) / 'results.md'}"
+        + (f" (not finished on every seed, left out: {', '.join(missing)})" if missing else "")
+    )
+    return results
+
+
+def run_parallel(study: StudyConfig, config_path: str, jobs: int) -> dict:
+    """Every (seed, arm) run as its own `toolexpander compare` process, ``jobs`` at a time (one GPU
+    serves several runs of a small model at once: each is bound by kernel launches, not by the
+    GPU), runs in the order of the study's arms, ``sft`` first; an ``sft_then_*`` run waits for its
+    seed's ``sft``. Each run logs to ``OUT/seed{S}/{ARM}.log``; then the tables."""
+    import subprocess
+    import sys
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.console import Console
+
+    console = Console()
+    out = Path(study.output_dir)
+    specs = sorted(study.arm_specs(), key=lambda spec: spec.name != "sft")
+    todo = [(seed, spec) for spec in specs for seed in study.seeds]
+    sft_done = {seed: threading.Event() for seed in study.seeds}
+    sft_failed: set[int] = set()
+    started, finished, failed = time.time(), [], []
+
+    def run_one(seed: int, spec: ArmSpec) -> None:
+        if spec.kind == "sft_then_rl":
+            sft_done[seed].wait()
+            if seed in sft_failed:
+                failed.append(f"seed {seed} {spec.name} (its sft failed)")
+                return
+        arms = ["sft", spec.name] if spec.kind == "sft_then_rl" else [spec.name]
+        command = [
+            sys.executable,
+            "-m",
+            "toolexpander",
+            "compare",
+            "--config",
+            config_path,
+            "--out",
+            str(out),
+        ]
+        command += ["--seeds", str(seed), "--arms", *arms, "--no-report"]
+        log = out / f"seed{seed}" / f"{spec.name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w", encoding="utf-8") as stream:
+            code = subprocess.run(command, check=False, stdout=stream, stderr=subprocess.STDOUT).returncode
+        (finished if code == 0 else failed).append(f"seed {seed} {spec.name}")
+        if spec.name == "sft":
+            if code != 0:
+                sft_failed.add(seed)
+            sft_done[seed].set()
+        elapsed = time.time() - started
+        eta = elapsed / (len(finished) + len(failed)) * (len(todo) - len(finished) - len(failed))
+        status = "[green]done[/]" if code == 0 else f"[red]failed ({code}), see {log}[/]"
+        console.print(
+            f"seed {seed} {spec.name}: {status} ({len(finished) + len(failed)}/{len(todo)}, "
+            f"{elapsed / 60:.1f} min, about {eta / 60:.1f} min left)"
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in [pool.submit(run_one, seed, spec) for seed, spec in todo]:
+            future.result()
+    results = write_report(study, time.time() - started)
+    if failed:
+        raise UserError(
+            f"{len(failed)} runs failed: {', '.join(failed)} (their logs are beside their folders)"
+        )
     return results
