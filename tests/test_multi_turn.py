@@ -155,6 +155,24 @@ def test_items_that_cannot_be_used_are_problems_not_errors(data_dir, tmp_path):
     assert "initial_config does not start the simulators" in reasons[5]
 
 
+def test_bfcl_style_training_items_may_hold_their_own_ground_truth(data_dir, tmp_path, capsys):
+    questions = (data_dir / "BFCL_v4_multi_turn_base.json").read_text().splitlines()[:2]
+    truths = (data_dir / "possible_answer" / "BFCL_v4_multi_turn_base.json").read_text().splitlines()[:2]
+    rows = [
+        {**json.loads(question), "id": f"mine-{number}", "ground_truth": json.loads(truth)["ground_truth"]}
+        for number, (question, truth) in enumerate(zip(questions, truths, strict=True))
+    ]
+    rows[1]["ground_truth"] = rows[1]["ground_truth"][:1]
+    path = tmp_path / "my_episodes.jsonl"  # no possible_answer, no function docs beside it
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = load_records(str(path))
+    (record,) = result.records
+    assert record["id"] == "mine-0" and record["category"] == "multi_turn_base"
+    assert record["tools"] and mt.check_episode(record, record["ground_truth"])["valid"]
+    assert main(["data", "validate", str(path)]) == 2
+    assert capsys.readouterr().out.startswith(f"{path}:2: the ground truth of 'mine-1' has not one list")
+
+
 def test_a_file_without_its_ground_truth_is_a_user_error(data_dir, tmp_path):
     from toolexpander.errors import UserError
 
@@ -519,7 +537,6 @@ def test_eval_gives_the_multi_turn_mean_over_the_four_categories(loaded, tmp_pat
 @pytest.mark.parametrize(
     ("extra", "rows", "message"),
     [
-        (["--model", "org/model"], None, "generation for multi-turn benchmarks is not supported yet"),
         ([], ['{"id": "multi_turn_base_0", "turns": "cd()"}'], "'turns', a list of call lists"),
         ([], ['{"id": "multi_turn_base_0", "completion": "[]"}'], "'turns', a list of call lists"),
         ([], ['{"id": "simple_python_0", "turns": []}'], "not in bfcl:multi_turn_base"),

@@ -5,6 +5,7 @@ evaluated in both formats."""
 
 import json
 import shutil
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +21,6 @@ from toolexpander.prompts import (
     template_call_format,
 )
 from toolexpander.rewards import parse_calls, tool_n1, toolrl
-from toolexpander.rewards.call_formats import _template_calls
 from toolexpander.rewards.rewards import self_exemplify_score, tool_n1_score, toolrl_score
 
 TEMPLATES = Path(trl.__file__).parent / "chat_templates"
@@ -53,7 +53,8 @@ GOLDEN = [
     ("llama3_json", "<think>two</think>" + llama(F5, G), [F5, G]),
     ("llama3_json", "<think>none</think>No function fits this request.", []),
     ("llama3_json", '<think>bad</think>{"name": "f", "parameters": {"a": 5}', None),
-    ("llama3_json", "<think>junk</think>" + llama(F5) + " and then", None),
+    ("llama3_json", "<think>prose after</think>" + llama(F5) + " and then", [F5]),  # as vLLM reads it
+    ("llama3_json", "<think>junk</think>" + llama(F5) + " and {then}", None),
     ("llama3_json", '<think>tag</think><|python_tag|>{"name": "f", "arguments": {"a": "5"}}', [F5]),
 ]
 
@@ -72,44 +73,16 @@ def test_a_string_argument_stays_a_string_and_a_number_a_number():
     assert [type(v) for v in calls[0]["arguments"].values()] == [str, int, float]
 
 
-@pytest.mark.parametrize(
-    ("family", "answer"),
-    [("hermes", hermes(F5, G)), ("hermes", hermes(F5)), ("llama3_json", llama(F5))],
-)
-def test_the_template_parser_reads_well_formed_calls_as_ours_does(family, answer):
-    # TRL's response templates through transformers' parser: the first reader; ours must agree with it.
-    assert _template_calls(answer, family) == parse_calls(answer, family)
-
-
-def test_parallel_llama_calls_are_beyond_the_template_parser_and_read_by_ours():
-    assert _template_calls(llama(F5, G), "llama3_json") is None
-    assert parse_calls(llama(F5, G), "llama3_json") == [F5, G]
-
-
 def many(count: int) -> list[dict]:
     return [{"name": "f", "arguments": {"i": i}} for i in range(count)]
 
 
 @pytest.mark.parametrize(("family", "render"), [("hermes", hermes), ("llama3_json", llama)])
-def test_a_reply_of_many_calls_reads_as_the_template_parser_read_it(family, render):
-    # 300 calls: past TEMPLATE_MAX_MARKERS, so our reader reads them; the template parser (which
-    # read such replies before) gives the same calls, or None where it cannot (parallel Llama).
-    reply = "<think>.</think>" + render(*many(300))
-    assert parse_calls(reply, family) == parse_calls(reply, "native") == many(300)
-    assert _template_calls(render(*many(300)), family) in (many(300), None)
-
-
-@pytest.mark.parametrize(("family", "render"), [("hermes", hermes), ("llama3_json", llama)])
-def test_32000_calls_are_read_without_the_template_parser(monkeypatch, family, render):
-    from toolexpander.rewards import call_formats
-
-    seen = []
-    monkeypatch.setattr(call_formats, "_template_calls", lambda answer, family: seen.append(family))
-    assert parse_calls("<think>.</think>" + render(F5, G), family) == [F5, G]
-    assert seen == [family]  # a short reply still goes to it first
+def test_32000_calls_are_read_in_linear_time(family, render):
     reply = "<think>.</think>" + render(*many(32_000))
+    start = time.perf_counter()
     assert parse_calls(reply, family) == parse_calls(reply, "native") == many(32_000)
-    assert seen == [family]
+    assert time.perf_counter() - start < 5
 
 
 def test_a_hermes_model_writing_bare_json_makes_no_call():

@@ -197,7 +197,7 @@ def literal(text: str, what: str) -> Any:
         raise ValueError(f"{what} is not a literal") from None
 
 
-def _json_values(text: str, what: str) -> list[Any]:
+def json_values(text: str, what: str) -> list[Any]:
     """All JSON values written one after another (JSON lines or pretty-printed) in ``text``."""
     decoder, values, position = json.JSONDecoder(), [], 0
     text = text.strip()
@@ -387,7 +387,7 @@ def toolrl_tools(system: str) -> list[dict]:
 
 def toolrl_calls(text: str) -> list[dict]:
     """The calls of a ToolRL ``<tool_call>`` body: ``{"name", "parameters"}`` JSON objects."""
-    return [_call(call, "parameters") for call in _json_values(text, "call")]
+    return [_call(call, "parameters") for call in json_values(text, "call")]
 
 
 def toolrl_messages(history: str) -> list[dict]:

@@ -12,16 +12,20 @@ A benchmark spec (``--bench``) is one of:
 - a data file: our JSONL records or any format `toolexpander.tasks.load_records` reads
   (a BFCL or API-Bank file is recognised, and its records name their task).
 
-Multi-turn benchmarks (`toolexpander.tasks.bfcl_multi_turn`) are scored from predictions only:
-one JSON object a line, ``{"id": ..., "turns": [[{"name": ..., "arguments": {...}}, ...], ...]}``,
-the calls made in each turn in execution order, executed on the item's simulators and judged
-turn by turn. Generating episodes with a model is not supported yet.
+Multi-turn benchmarks (`toolexpander.tasks.bfcl_multi_turn`) are judged turn by turn on the calls
+made in each turn, executed on the item's simulators. With ``--model`` the model runs BFCL's
+per-turn protocol (`toolexpander.evaluation.multi_turn`: generate, read, execute, append the
+results, until it answers without a call; then the next user turn); with ``--predictions`` the
+calls come from a file, one JSON object a line, ``{"id": ..., "turns": [[{"name": ...,
+"arguments": {...}}, ...], ...]}``, in execution order.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +104,13 @@ class EvalConfig:
         default="hf", metadata={"help": "hf (transformers generate) or vllm", "choices": BACKENDS}
     )
     max_new_tokens: int = field(default=512, metadata={"help": "generation budget per answer"})
+    max_episode_tokens: int = field(
+        default=32768,
+        metadata={
+            "help": "multi-turn: an episode ends (judged on its calls so far) when a prompt plus "
+            "max_new_tokens would pass this many tokens"
+        },
+    )
     batch_size: int = field(default=8, metadata={"help": "prompts per generate call (hf backend)"})
     temperature: float = field(default=0.0, metadata={"help": "0 is greedy decoding"})
     device: str | None = field(default=None, metadata={"help": "torch device (default: cuda when available)"})
@@ -229,27 +240,20 @@ def run_prompt(config: EvalConfig) -> tuple[str, bool, str]:
     return style, prefill, prompt_format
 
 
-def generate_for(records: list[dict], config: EvalConfig) -> tuple[dict[str, str], str]:
-    """Completions of ``config.model`` for ``records``, keyed by id, and the call format they are
-    read in (native: the one the model's chat template writes)."""
-    style, prefill, prompt_format = run_prompt(config)
-
-    def prompts_for(tokenizer) -> list:
-        if prefill:
-            prefill_think(tokenizer)
-        try:
-            return [prompt_messages(record, style, prompt_format, tokenizer) for record in records]
-        except ValueError as error:  # a template that writes no tool calls
-            raise UserError(str(error)) from error
-
+def load_generator(config: EvalConfig, prefill: bool) -> tuple[Callable[..., list[str]], Any]:
+    """``(generate, tokenizer)`` for ``config.model``: ``generate(prompts, label=None)`` gives one
+    reply per prompt (chat messages or rendered text) with the config's backend and sampling."""
     if config.backend == "vllm":
         from toolexpander.evaluation.generation import generate_completions_vllm, load_vllm
 
         llm = load_vllm(config.model, **({"dtype": config.dtype} if config.dtype else {}))
         tokenizer = llm.get_tokenizer()
-        texts = generate_completions_vllm(
-            llm, prompts_for(tokenizer), config.max_new_tokens, config.temperature, think_prefill=prefill
-        )
+
+        def generate(prompts: list, label: str | None = None) -> list[str]:
+            return generate_completions_vllm(
+                llm, prompts, config.max_new_tokens, config.temperature, think_prefill=prefill
+            )
+
     else:
         import torch
 
@@ -261,17 +265,65 @@ def generate_for(records: list[dict], config: EvalConfig) -> tuple[dict[str, str
             model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=device)
         except (OSError, ValueError) as error:
             raise UserError(f"cannot load model {config.model!r}: {error}") from error
-        texts = generate_completions(
-            model,
-            tokenizer,
-            prompts_for(tokenizer),
-            config.max_new_tokens,
-            config.batch_size,
-            config.temperature,
-            progress_label=f"generating ({len(records)} items)",
-        )
-    call_format = native_call_format(tokenizer) if prompt_format == "native" else "tooln1"
+
+        def generate(prompts: list, label: str | None = None) -> list[str]:
+            return generate_completions(
+                model,
+                tokenizer,
+                prompts,
+                config.max_new_tokens,
+                config.batch_size,
+                config.temperature,
+                progress_label=label,
+            )
+
+    if prefill:
+        prefill_think(tokenizer)
+    return generate, tokenizer
+
+
+def _call_format(prompt_format: str, tokenizer) -> str:
+    """The call format replies are read in (native: the one the model's chat template writes)."""
+    try:
+        return native_call_format(tokenizer) if prompt_format == "native" else "tooln1"
+    except ValueError as error:  # a template that writes no tool calls
+        raise UserError(str(error)) from error
+
+
+def generate_for(records: list[dict], config: EvalConfig) -> tuple[dict[str, str], str]:
+    """Completions of ``config.model`` for ``records``, keyed by id, and the call format they are
+    read in."""
+    style, prefill, prompt_format = run_prompt(config)
+    generate, tokenizer = load_generator(config, prefill)
+    call_format = _call_format(prompt_format, tokenizer)
+    prompts = [prompt_messages(record, style, prompt_format, tokenizer) for record in records]
+    texts = generate(prompts, f"generating ({len(records)} items)")
     return {record["id"]: text for record, text in zip(records, texts, strict=True)}, call_format
+
+
+def generate_episodes(records: list[dict], config: EvalConfig) -> tuple[dict[str, dict], str]:
+    """The episodes of ``config.model`` on multi-turn ``records`` (`toolexpander.evaluation.
+    multi_turn.run_episodes`), keyed by id, and the call format its replies were read in."""
+    from toolexpander.evaluation.multi_turn import run_episodes
+
+    style, prefill, prompt_format = run_prompt(config)
+    generate, tokenizer = load_generator(config, prefill)
+    call_format = _call_format(prompt_format, tokenizer)
+
+    def render(record: dict) -> str:
+        prompt = prompt_messages(record, style, prompt_format, tokenizer)
+        if isinstance(prompt, str):
+            return prompt
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+    def fits(prompt: str) -> bool:
+        length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return length + config.max_new_tokens <= config.max_episode_tokens
+
+    def generate_step(prompts: list[str]) -> list[str]:
+        return generate(prompts, f"episode steps ({len(prompts)} episodes)")
+
+    return run_episodes(records, generate_step, render, fits, call_format), call_format
 
 
 def _validate(config: EvalConfig) -> None:
@@ -309,18 +361,27 @@ def write_outputs(out: str | Path, items: list[dict], results: dict) -> None:
 
 def _score_multi_turn(
     config: EvalConfig, records: list[dict], known_ids: set[str]
-) -> tuple[list[dict], dict]:
-    """Items and results of a multi-turn benchmark, from the predictions file (no model yet)."""
+) -> tuple[list[dict], dict, str | None]:
+    """Items, results and call format of a multi-turn benchmark, from the model's episodes or the
+    predictions file (whose calls come structured: no call format)."""
     if not all(task_of(record).multi_turn for record in records):
         raise UserError(f"{config.bench} mixes multi-turn records with single-turn ones: score them apart")
-    if config.predictions is None:
+    if config.predictions is not None:
+        predictions = read_predictions(config.predictions, known_ids, config.bench, field="turns")
+        return (*evaluate_episodes(records, predictions), None)
+    if not all(record["task"] == bfcl_multi_turn.NAME for record in records):
         raise UserError(
-            "generation for multi-turn benchmarks is not supported yet: score calls made elsewhere with "
-            '--predictions FILE (one JSON line per item: {"id": ..., "turns": [[{"name": ..., '
-            '"arguments": {...}}, ...], ...]})'
+            "only BFCL's multi-turn episodes run with a model (their tools are simulated); score other "
+            "episodes with --predictions"
         )
-    predictions = read_predictions(config.predictions, known_ids, config.bench, field="turns")
-    return evaluate_episodes(records, predictions)
+    episodes, call_format = generate_episodes(records, config)
+    items, results = evaluate_episodes(records, {i: episode["turns"] for i, episode in episodes.items()})
+    for item in items:
+        episode = episodes[item["id"]]
+        item.update(replies=episode["replies"], stopped=episode["stopped"])
+    stopped = Counter(episode["stopped"] for episode in episodes.values() if episode["stopped"])
+    results["notes"] += [f"{count} episodes stopped early: {reason}" for reason, count in stopped.items()]
+    return items, results, call_format
 
 
 def run_eval(config: EvalConfig) -> dict:
@@ -333,8 +394,7 @@ def run_eval(config: EvalConfig) -> dict:
     if not records:
         raise UserError(f"{config.bench} holds no usable records")
     if any(task_of(record).multi_turn for record in records):
-        items, results = _score_multi_turn(config, records, known_ids)
-        call_format = None  # the calls come structured, one list per turn
+        items, results, call_format = _score_multi_turn(config, records, known_ids)
     else:
         if config.predictions is not None:
             completions = read_predictions(config.predictions, known_ids, config.bench)

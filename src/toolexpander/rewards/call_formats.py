@@ -5,9 +5,10 @@ A *call format* names how a reply writes its calls; the native ones carry the na
 
 - ``tooln1``: our own, one JSON list in the last ``<tool_call>`` block (`extract_tool_calls`,
   Tool-N1's decoding exactly);
-- ``hermes`` (Qwen2.5, Qwen3): one ``<tool_call>{"name", "arguments"}</tool_call>`` block per call;
-- ``llama3_json`` (Llama 3.1/3.2): bare ``{"name", "parameters"}`` objects, several joined by ``;``
-  (as vLLM's parser reads them);
+- ``hermes`` (Qwen2.5, Qwen3): one ``<tool_call>{"name", "arguments"}</tool_call>`` block per call
+  (`read_hermes`);
+- ``llama3_json`` (Llama 3.1/3.2): ``{"name", "parameters"}`` objects, several joined by ``;``,
+  often after ``<|python_tag|>`` (`read_llama3_json`);
 - ``pythonic`` (Llama 3.2 and 4 prompted for it; served with ``vllm serve MODEL
   --enable-auto-tool-choice --tool-call-parser pythonic``, ``llama4_pythonic`` for Llama 4): a
   Python list of calls with keyword arguments, ``[f(a=1), g(b='x')]`` (`read_pythonic`);
@@ -17,13 +18,13 @@ A *call format* names how a reply writes its calls; the native ones carry the na
 Which one a chat template writes is `toolexpander.prompts.template_call_format`'s to tell.
 
 A native reply may open with a ``<think>…</think>`` block (the rewards require it); the calls are
-read after it. Each native reply goes first through transformers' response parser with TRL's
-response template of the family (what ``tokenizer.parse_response`` does for a served model; TRL
-has none for pythonic), then, where that raises or misses a call, through our strict reader here, which also takes parallel
-Llama calls. A reply with more than `TEMPLATE_MAX_MARKERS` region markers (``<tool_call>`` and
-the like) is read by ours alone: the template parser's time grows with markers x length. Either way a malformed call makes the whole reply None (wrong), never "no call":
-an irrelevance item must not be won by a broken call. Arguments keep their JSON types (``"5"``
-stays a string): no tool schema is given to the parser, as it would cast ``"5"`` to ``5``.
+read after it, as vLLM reads them after its reasoning parser took the think text out. The hermes
+and llama3_json readers read a reply as vLLM's parser of that name does (its non-streaming
+``extract_tool_calls``): wherever vLLM returns calls, ours returns the same calls, with their
+arguments as JSON values (``"5"`` stays a string; no tool schema casts them). Where vLLM returns
+no call, ours returns ``[]`` for a reply that makes none and None for one whose calls are broken
+(vLLM hands such a reply back as text): a broken call is a wrong answer, never "no call", so an
+irrelevance item cannot be won by one. A reader never raises, whatever the text.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from toolexpander.rewards.parsing import (
     THINK_OPEN,
     cut_at_assistant,
     extract_tool_calls,
-    tag_blocks,
 )
 
 NATIVE_CALL_FORMATS = ("hermes", "llama3_json", "pythonic")
@@ -48,7 +48,7 @@ CALL_FORMATS = ("tooln1", *NATIVE_CALL_FORMATS, "native")
 _HERMES_OPEN, _HERMES_CLOSE = "<tool_call>", "</tool_call>"
 _PYTHON_TAG = "<|python_tag|>"
 _LLAMA_EOT = "<|eot_id|>"
-_LLAMA_SEPARATOR = re.compile(r"\s*(;?)\s*")
+_LLAMA_CALL_SIGNS = (_PYTHON_TAG, '"name"')  # a reply holding one means to call
 _LLAMA4_OPEN, _LLAMA4_CLOSE, _LLAMA_EOM = "<|python_start|>", "<|python_end|>", "<|eom_id|>"
 _PYTHONIC_OPEN = re.compile(r"\[\s*[A-Za-z_][\w.]*\s*\(")  # a list whose first item is a call
 
@@ -63,6 +63,7 @@ def answer_part(text: str) -> str:
 
 
 def _call(value: Any, arguments_key: str) -> dict | None:
+    """``value`` as a call, or None when it has no string name or no ``arguments_key``."""
     if isinstance(value, dict) and isinstance(value.get("name"), str) and arguments_key in value:
         return {"name": value["name"], "arguments": value[arguments_key]}
     return None
@@ -76,47 +77,60 @@ def _loads(text: str) -> Any:
 
 
 def read_hermes(answer: str) -> list[dict] | None:
-    """Our reader of Hermes calls: every ``<tool_call>`` block one JSON call object; no block is
-    no call; an unclosed block or one that is not a call makes the reply None.
+    """Our reader of Hermes calls, as vLLM's ``hermes`` parser reads them: each ``<tool_call>``
+    opens a block that ends at the first ``</tool_call>`` after it, or at the end of the reply
+    when none follows (a closing tag cut off with the stop token); each block must be one JSON
+    object with a string ``name`` and ``arguments``. A ``<tool_call>`` inside a block (in a quoted
+    argument, say) is part of it. No ``<tool_call>``: no call; a block that is not a call makes
+    the reply None (vLLM: no call, all text).
 
     >>> read_hermes('<tool_call>\\n{"name": "f", "arguments": {"a": "5"}}\\n</tool_call>')
     [{'name': 'f', 'arguments': {'a': '5'}}]
+    >>> read_hermes('<tool_call>{"name": "f", "arguments": {"t": "a <tool_call> b"}}')
+    [{'name': 'f', 'arguments': {'t': 'a <tool_call> b'}}]
     >>> read_hermes('<tool_call>{"name": "f", "arguments": {}</tool_call>') is None
     True
     """
-    blocks = tag_blocks(answer, _HERMES_OPEN, _HERMES_CLOSE)
-    if answer.count(_HERMES_OPEN) != len(blocks):
-        return None
-    calls = [_call(_loads(block.strip()), "arguments") for block in blocks]
-    return None if None in calls else calls
-
-
-def read_llama3_json(answer: str) -> list[dict] | None:
-    """Our reader of Llama 3.x calls: a reply that opens with ``{`` (after an optional
-    ``<|python_tag|>``) is one or more ``{"name", "parameters"}`` objects joined by ``;``, else it
-    is prose (no call). Objects with ``arguments`` are taken too; anything else is None.
-
-    >>> read_llama3_json('{"name": "f", "parameters": {"a": 1}}; {"name": "g", "parameters": {}}')
-    [{'name': 'f', 'arguments': {'a': 1}}, {'name': 'g', 'arguments': {}}]
-    """
-    text = answer.strip().removeprefix(_PYTHON_TAG).removesuffix(_LLAMA_EOT).strip()
-    if not text.startswith("{"):
-        return []
-    decoder, calls, position = json.JSONDecoder(), [], 0
-    while position < len(text):
-        try:
-            value, position = decoder.raw_decode(text, position)
-        except (ValueError, RecursionError):
-            return None
-        call = _call(value, "parameters") or _call(value, "arguments")
+    calls, start = [], answer.find(_HERMES_OPEN)
+    while start >= 0:
+        start += len(_HERMES_OPEN)
+        end = answer.find(_HERMES_CLOSE, start)
+        call = _call(_loads(answer[start:] if end < 0 else answer[start:end]), "arguments")
         if call is None:
             return None
         calls.append(call)
-        # Matched in place: slicing off the rest at each call would make many calls quadratic.
-        separator = _LLAMA_SEPARATOR.match(text, position)
-        if not separator[1] and separator.end() < len(text):
-            return None
-        position = separator.end()
+        start = -1 if end < 0 else answer.find(_HERMES_OPEN, end + len(_HERMES_CLOSE))
+    return calls
+
+
+def read_llama3_json(answer: str) -> list[dict] | None:
+    """Our reader of Llama 3.x calls, as vLLM's ``llama3_json`` parser reads them: every ``{``
+    outside the objects already read starts a JSON object that must be a call, ``{"name",
+    "arguments"}`` or ``{"name", "parameters"}`` (``arguments`` wins when both are there); the text
+    around the objects (prose, ``<|python_tag|>``, ``;``) is skipped. A reply with no ``{`` makes
+    no call. When an object cannot be read or is not a call, vLLM reads no call at all; ours
+    gives None when the reply looks like a call (it opens with ``{``, or holds ``<|python_tag|>``
+    or ``"name"``), else ``[]`` (prose with a brace in it).
+
+    >>> read_llama3_json('{"name": "f", "parameters": {"a": 1}}; {"name": "g", "parameters": {}}')
+    [{'name': 'f', 'arguments': {'a': 1}}, {'name': 'g', 'arguments': {}}]
+    >>> read_llama3_json('Let me look. <|python_tag|>{"name": "f", "arguments": {}}')
+    [{'name': 'f', 'arguments': {}}]
+    >>> read_llama3_json("No function fits {sorry}.")
+    []
+    """
+    decoder, calls, start = json.JSONDecoder(), [], answer.find("{")
+    while start >= 0:
+        try:
+            value, end = decoder.raw_decode(answer, start)
+        except (ValueError, RecursionError):
+            value, end = None, start
+        call = _call(value, "arguments") or _call(value, "parameters")
+        if call is None:
+            looks_like_a_call = answer.lstrip().startswith("{") or any(s in answer for s in _LLAMA_CALL_SIGNS)
+            return None if looks_like_a_call else []
+        calls.append(call)
+        start = answer.find("{", end + 1)  # vLLM skips a brace right after an object, too
     return calls
 
 
@@ -176,42 +190,7 @@ def read_pythonic(answer: str) -> list[dict] | None:
     return calls
 
 
-_OURS = {"hermes": read_hermes, "llama3_json": read_llama3_json, "pythonic": read_pythonic}
-# TRL's response template for each family; Llama's closes a call with <|eot_id|>, which decoding drops.
-_TRL_TEMPLATE = {"hermes": ("qwen3_template", ""), "llama3_json": ("llama3_template", _LLAMA_EOT)}
-# What opens or closes a region in each family's template ('"parameters"' stands for Llama's
-# open pattern). The parser rescans the rest of the reply at each one, so a reply of 32,000
-# <tool_call> blocks took it 41 s; our reader, linear, reads a reply with more markers than
-# TEMPLATE_MAX_MARKERS (no real reply has that many; on well-formed calls both readers agree).
-_TEMPLATE_MARKERS = {"hermes": (_HERMES_OPEN, THINK_OPEN, "<|im_end|>"), "llama3_json": ('"parameters"', _LLAMA_EOT)}
-TEMPLATE_MAX_MARKERS = 64
-
-
-def _template_calls(answer: str, family: str) -> list[dict] | None:
-    """The calls transformers' response parser reads with TRL's template, or None when it fails."""
-    import trl.chat_template_utils as templates
-    from transformers.utils.chat_parsing.response_parser import parse_response
-
-    name, suffix = _TRL_TEMPLATE[family]
-    try:
-        message = parse_response(answer.strip() + suffix, getattr(templates, name), prefix="")
-    except (ValueError, TypeError, KeyError):
-        return None
-    calls = [_call(call.get("function"), "arguments") for call in message.get("tool_calls") or ()]
-    return None if None in calls else calls
-
-
-def read_native(answer: str, family: str) -> list[dict] | None:
-    """The calls of a native ``answer`` (see the module docstring): the template parser's when it
-    reads as many calls as ours does, else ours (parallel Llama calls, malformed calls, replies
-    with more than `TEMPLATE_MAX_MARKERS` markers)."""
-    ours = _OURS[family](answer)
-    if not ours or family not in _TRL_TEMPLATE:  # no call, malformed, or a family TRL has no template for
-        return ours
-    if sum(map(answer.count, _TEMPLATE_MARKERS[family])) > TEMPLATE_MAX_MARKERS:
-        return ours
-    parsed = _template_calls(answer, family)
-    return parsed if parsed is not None and len(parsed) == len(ours) else ours
+_READERS = {"hermes": read_hermes, "llama3_json": read_llama3_json, "pythonic": read_pythonic}
 
 
 def detect_family(answer: str) -> str:
@@ -233,4 +212,4 @@ def parse_calls(text: str, call_format: str = "tooln1") -> list[dict] | None:
     if call_format not in CALL_FORMATS:
         raise ValueError(f"unknown call format {call_format!r}; choose one of {', '.join(CALL_FORMATS)}")
     answer = answer_part(text)
-    return read_native(answer, detect_family(answer) if call_format == "native" else call_format)
+    return _READERS[detect_family(answer) if call_format == "native" else call_format](answer)

@@ -2,8 +2,8 @@
 of one answer and the aggregation of its categories (nanochat's ``Task`` idea).
 
 - `bfcl`: BFCL through the official checker; `bfcl_multi_turn`: BFCL's multi-turn categories,
-  episodes run on its simulators and judged per turn as its checker does; `apibank`: API-Bank by
-  exact match;
+  episodes run on its simulators and judged per turn as its checker does; `chat_episodes`:
+  multi-turn chat logs with tool calls read into episodes; `apibank`: API-Bank by exact match;
 - `suite`: the built-in synthetic suite (its tools in `suite_catalogue`);
 - ``generic`` (`base.GENERIC`): our own data and the training formats, by Tool-N1's exact match.
 
@@ -17,15 +17,17 @@ from __future__ import annotations
 from toolexpander.data import formats
 from toolexpander.data.schema import LoadResult, task_name
 from toolexpander.errors import UserError
-from toolexpander.tasks import apibank, bfcl, bfcl_multi_turn, suite
+from toolexpander.tasks import apibank, bfcl, bfcl_multi_turn, chat_episodes, suite
 from toolexpander.tasks.base import GENERIC, Task
 
 TASKS: dict[str, Task] = {
-    task.name: task for task in (GENERIC, suite.TASK, bfcl.TASK, bfcl_multi_turn.TASK, apibank.TASK)
+    task.name: task
+    for task in (GENERIC, suite.TASK, bfcl.TASK, bfcl_multi_turn.TASK, chat_episodes.TASK, apibank.TASK)
 }
 # In the order auto-detection tries them: the training formats first.
 FORMATS: dict[str, formats.Format] = {
     **formats.FORMATS,
+    **chat_episodes.FORMATS,
     bfcl.NAME: bfcl.FORMAT,
     bfcl_multi_turn.NAME: bfcl_multi_turn.FORMAT,
     **apibank.FORMATS,

@@ -4,7 +4,11 @@ verdict of BFCL's ``multi_turn_checker`` reproduced turn by turn on structured c
 Loading (`load_multi_turn`, the ``bfcl_multi_turn`` format): one question file
 ``BFCL_v4_multi_turn_<kind>.json`` (JSON Lines), its ground truth in the sibling
 ``possible_answer/<same name>`` (matched by ``id``) and the function docs of each simulator class
-in the sibling ``multi_turn_func_doc/`` folder, as in the ``bfcl-eval`` wheel. A record has
+in the sibling ``multi_turn_func_doc/`` folder, as in the ``bfcl-eval`` wheel. BFCL-style training
+items may hold their own ``ground_truth`` instead (told by the first item): then no
+``possible_answer`` file is read, the docs come from the installed wheel when no sibling folder
+has them, and a file whose name and ids name no category is loaded as ``multi_turn_base``. A
+record has
 
 - ``turns``: the messages of each user turn, as BFCL has them. A miss_func item has one turn
   with no message: the turn where its held-out functions are offered (BFCL's runner then says
@@ -83,6 +87,11 @@ SIMULATORS = (
     "VehicleControlAPI",
 )
 FUNC_DOC_DIR = "multi_turn_func_doc"
+# BFCL's inference protocol (its ``inference_multi_turn_FC``): the user message of a miss_func turn
+# that offers the held-out functions, and the most steps with calls in one turn before the episode
+# is force-quit (``MAXIMUM_STEP_LIMIT``).
+ADDED_FUNCTIONS_MESSAGE = "I have updated some more functions you can choose from. What about now?"
+MAX_STEPS_PER_TURN = 20
 V4_OVERALL_NOTE = (
     "BFCL v4 overall left out: it also needs the non-live, live, irrelevance and agentic "
     "(web_search, memory) categories; agentic ones are not scored by toolexpander"
@@ -166,6 +175,13 @@ def _precision_guard(arguments: dict) -> str | None:
 GUARDS = {"power": _power_guard, "logarithm": _precision_guard, "square_root": _precision_guard}
 
 
+def simulator_dispatcher(
+    instances: dict[str, object], *, max_calls_per_turn: int = MAX_CALLS_PER_TURN
+) -> Dispatcher:
+    """The dispatcher of one rollout's simulator ``instances`` (`start_simulators`), with `GUARDS`."""
+    return Dispatcher(list(instances.values()), max_calls_per_turn=max_calls_per_turn, guards=GUARDS)
+
+
 # ------------------------------------------------------------------------------------- loading
 
 
@@ -200,22 +216,31 @@ def read_call(text: str, parameters: dict[str, list[str]]) -> dict:
 
 
 def _context(path: Path, first: Any) -> dict:
-    """The category of a question file, its ground truth by id, and the function docs by class."""
+    """The category of a question file, its ground truth by id (None: each item holds its own),
+    and the function docs by class."""
     first_id = first.get("id") if isinstance(first, dict) else None
     category = bfcl.bfcl_category(path, first_id if isinstance(first_id, str) else None)
+    inline = isinstance(first, dict) and "ground_truth" in first
+    if inline and category not in CATEGORIES:
+        category = "multi_turn_base"  # training items of ours: loaded as BFCL loads its base category
     if category not in CATEGORIES:
         raise UserError(f"{path}: {category!r} is not a BFCL multi-turn category ({', '.join(CATEGORIES)})")
     answer_path = path.parent / "possible_answer" / path.name
-    if not answer_path.is_file():
+    truths = None
+    if not inline and not answer_path.is_file():
         raise UserError(f"BFCL ground truth {answer_path} does not exist (needed for {path.name})")
-    truths = {
-        row["id"]: row["ground_truth"]
-        for _, row, _ in formats.read_rows(answer_path)
-        if isinstance(row, dict) and isinstance(row.get("id"), str)
-    }
+    if not inline:
+        truths = {
+            row["id"]: row["ground_truth"]
+            for _, row, _ in formats.read_rows(answer_path)
+            if isinstance(row, dict) and isinstance(row.get("id"), str)
+        }
+    doc_dir = path.parent / FUNC_DOC_DIR
+    if inline and not doc_dir.is_dir():
+        doc_dir = bfcl.default_data_dir() / FUNC_DOC_DIR  # the installed wheel's
     docs = {}
     for class_name, file_name in backend().doc_files.items():
-        doc_path = path.parent / FUNC_DOC_DIR / file_name
+        doc_path = doc_dir / file_name
         if not doc_path.is_file():
             raise UserError(f"BFCL function docs {doc_path} do not exist (needed for {path.name})")
         docs[class_name] = [row for _, row, _ in formats.read_rows(doc_path) if isinstance(row, dict)]
@@ -227,18 +252,18 @@ def _is_strings(value: Any) -> bool:
 
 
 def _convert(
-    entry: dict, index: int, *, truths: dict, docs: dict[str, list[dict]], category: str
+    entry: dict, index: int, *, truths: dict | None, docs: dict[str, list[dict]], category: str
 ) -> Iterator[dict]:
     classes = entry["involved_classes"]
     unknown = [name for name in classes if name not in docs]
     if unknown:
         raise ValueError(f"unknown simulator class {shown(unknown[0])}; known: {', '.join(SIMULATORS)}")
-    if entry["id"] not in truths:
+    if truths is not None and entry["id"] not in truths:
         raise ValueError(f"no ground truth for id {shown(entry['id'])} in possible_answer")
     turns = [[{"role": m["role"], "content": m["content"]} for m in turn] for turn in entry["question"]]
     if not turns:
         raise ValueError("the item has no turn")
-    truth = truths[entry["id"]]
+    truth = entry.get("ground_truth") if truths is None else truths[entry["id"]]
     if not (isinstance(truth, list) and len(truth) == len(turns) and all(map(_is_strings, truth))):
         raise ValueError(
             f"the ground truth of {shown(entry['id'])} has not one list of call strings per turn"
@@ -287,6 +312,7 @@ FORMAT = formats.Format(
         "initial_config": dict,
         "involved_classes": [str],
         "missed_function?": {},
+        "ground_truth?": [[str]],
     },
 )
 
@@ -317,9 +343,8 @@ class Episode:
         self.record = record
         self.model = start_simulators(record)
         self.truth = start_simulators(record)
-        limits = {"max_calls_per_turn": max_calls_per_turn, "guards": GUARDS}
-        self.dispatcher = Dispatcher(list(self.model.values()), **limits)
-        self._truth_dispatcher = Dispatcher(list(self.truth.values()), **limits)
+        self.dispatcher = simulator_dispatcher(self.model, max_calls_per_turn=max_calls_per_turn)
+        self._truth_dispatcher = simulator_dispatcher(self.truth, max_calls_per_turn=max_calls_per_turn)
         self.turn = 0
         self.results: list[str] = []  # of every model call so far, all turns
 
