@@ -30,14 +30,7 @@ from toolexpander.data.schema import LoadResult, Problem, jsonl_rows
 from toolexpander.errors import UserError
 from toolexpander.evaluation.scoring import evaluate_episodes, evaluate_records, markdown_table
 from toolexpander.files import dumps_json, jsonl_text, write_files
-from toolexpander.prompts import (
-    PROMPT_FORMATS,
-    PROMPT_STYLES,
-    native_call_format,
-    pose,
-    prefill_think,
-    read_run_prompt,
-)
+from toolexpander.prompts import PROMPT_FORMATS, PROMPT_STYLES, PromptSpec
 from toolexpander.tasks import apibank, bfcl, bfcl_multi_turn, load_records, task_of
 
 BACKENDS = ("hf", "vllm")
@@ -92,8 +85,8 @@ class EvalConfig:
     think_prefill: bool | None = field(
         default=None,
         metadata={
-            "help": "end the generation prompt with <think> (default: as the run was trained; a run "
-            "trained with it also keeps it in its saved chat template)"
+            "help": "end the generation prompt with <think> (default: as the run was trained, read from "
+            "its folder; else off)"
         },
     )
     backend: str = field(
@@ -173,13 +166,10 @@ def load_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
     return Benchmark(path.stem, _group(result, path.stem), result.problems)
 
 
-def prompt_messages(
-    record: dict, style: str = "plain", prompt_format: str = "tooln1", tokenizer=None
-) -> list[dict] | str:
-    """The zero-shot prompt that poses ``record`` (`toolexpander.prompts.pose`: chat messages, or
-    the rendered text in native), with the tools as its task shows them (BFCL's docs as BFCL does)."""
-    record = {**record, "tools": task_of(record).prompt_tools(record)}
-    return pose(record, style=style, prompt_format=prompt_format, tokenizer=tokenizer)
+def prompt_text(record: dict, spec: PromptSpec, tokenizer) -> str:
+    """The zero-shot prompt that poses ``record`` (`PromptSpec.render`), with the tools as its task
+    shows them (BFCL's docs as BFCL does)."""
+    return spec.render(tokenizer, {**record, "tools": task_of(record).prompt_tools(record)})
 
 
 # What a predictions line holds besides its id: the field, its check and its description.
@@ -218,27 +208,25 @@ def read_predictions(
     return predictions
 
 
-def run_prompt(config: EvalConfig) -> tuple[str, bool, str]:
-    """``(prompt style, think prefill, prompt format)`` to pose ``config.model`` with: the flags
-    where given, else what the run's folder recorded (`toolexpander.prompts.save_run_prompt`),
-    else plain, no prefill, tooln1."""
-    saved = read_run_prompt(config.model) if config.model and Path(config.model).is_dir() else {}
-    style = config.prompt or saved.get("prompt_style", "plain")
-    prefill = config.think_prefill if config.think_prefill is not None else saved.get("think_prefill", False)
-    prompt_format = config.prompt_format or saved.get("prompt_format", "tooln1")
-    return style, prefill, prompt_format
+def run_prompt(config: EvalConfig) -> PromptSpec:
+    """How to pose ``config.model``: the flags where given, else what the run's folder recorded
+    (`PromptSpec.save`), else plain, tooln1, no prefill."""
+    saved = PromptSpec.load(config.model) if config.model and Path(config.model).is_dir() else None
+    saved = saved or PromptSpec()
+    return PromptSpec(
+        style=config.prompt or saved.style,
+        prompt_format=config.prompt_format or saved.prompt_format,
+        think_prefill=saved.think_prefill if config.think_prefill is None else config.think_prefill,
+    )
 
 
-def generate_for(records: list[dict], config: EvalConfig) -> tuple[dict[str, str], str]:
-    """Completions of ``config.model`` for ``records``, keyed by id, and the call format they are
-    read in (native: the one the model's chat template writes)."""
-    style, prefill, prompt_format = run_prompt(config)
+def generate_for(records: list[dict], config: EvalConfig, spec: PromptSpec) -> tuple[dict[str, str], str]:
+    """Completions of ``config.model`` posed as ``spec`` says for ``records``, keyed by id, and the
+    call format they are read in (native: the one the model's chat template writes)."""
 
-    def prompts_for(tokenizer) -> list:
-        if prefill:
-            prefill_think(tokenizer)
+    def prompts_for(tokenizer) -> tuple[list[str], str]:
         try:
-            return [prompt_messages(record, style, prompt_format, tokenizer) for record in records]
+            return [prompt_text(record, spec, tokenizer) for record in records], spec.call_format(tokenizer)
         except ValueError as error:  # a template that writes no tool calls
             raise UserError(str(error)) from error
 
@@ -247,8 +235,13 @@ def generate_for(records: list[dict], config: EvalConfig) -> tuple[dict[str, str
 
         llm = load_vllm(config.model, **({"dtype": config.dtype} if config.dtype else {}))
         tokenizer = llm.get_tokenizer()
+        prompts, call_format = prompts_for(tokenizer)
         texts = generate_completions_vllm(
-            llm, prompts_for(tokenizer), config.max_new_tokens, config.temperature, think_prefill=prefill
+            llm,
+            prompts,
+            config.max_new_tokens,
+            config.temperature,
+            reply_prefill=spec.reply_prefill(tokenizer),
         )
     else:
         import torch
@@ -261,16 +254,17 @@ def generate_for(records: list[dict], config: EvalConfig) -> tuple[dict[str, str
             model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=device)
         except (OSError, ValueError) as error:
             raise UserError(f"cannot load model {config.model!r}: {error}") from error
+        prompts, call_format = prompts_for(tokenizer)
         texts = generate_completions(
             model,
             tokenizer,
-            prompts_for(tokenizer),
+            prompts,
             config.max_new_tokens,
             config.batch_size,
             config.temperature,
+            reply_prefill=spec.reply_prefill(tokenizer),
             progress_label=f"generating ({len(records)} items)",
         )
-    call_format = native_call_format(tokenizer) if prompt_format == "native" else "tooln1"
     return {record["id"]: text for record, text in zip(records, texts, strict=True)}, call_format
 
 
@@ -332,6 +326,7 @@ def run_eval(config: EvalConfig) -> dict:
     records = [record for records in categories.values() for record in records]
     if not records:
         raise UserError(f"{config.bench} holds no usable records")
+    spec = run_prompt(config) if config.model is not None else None
     if any(task_of(record).multi_turn for record in records):
         items, results = _score_multi_turn(config, records, known_ids)
         call_format = None  # the calls come structured, one list per turn
@@ -339,9 +334,9 @@ def run_eval(config: EvalConfig) -> dict:
         if config.predictions is not None:
             completions = read_predictions(config.predictions, known_ids, config.bench)
             # Predictions made elsewhere: a native reply's family is told by the reply itself.
-            call_format = "native" if config.prompt_format == "native" else "tooln1"
+            call_format = PromptSpec(prompt_format=config.prompt_format or "tooln1").call_format()
         else:
-            completions, call_format = generate_for(records, config)
+            completions, call_format = generate_for(records, config, spec)
         items, results = evaluate_records(records, completions, call_format)
     if config.limit is not None:
         results["notes"].append(
@@ -353,9 +348,10 @@ def run_eval(config: EvalConfig) -> dict:
         )
     results["rejected_inputs"] = [str(problem) for problem in benchmark.problems]
     results["config"] = dataclasses.asdict(config)
-    if config.model is not None:
-        style, prefill, prompt_format = run_prompt(config)
-        results["config"].update(prompt=style, think_prefill=prefill, prompt_format=prompt_format)
+    if spec is not None:
+        results["config"].update(
+            prompt=spec.style, think_prefill=spec.think_prefill, prompt_format=spec.prompt_format
+        )
     results["config"]["call_format"] = call_format
     for problem in benchmark.problems:
         print(f"rejected input: {problem}", file=sys.stderr)
