@@ -21,10 +21,10 @@ import time
 import torch
 
 from toolexpander.evaluation.generation import generate_completions
-from toolexpander.evaluation.runner import load_benchmark, prompt_messages
+from toolexpander.evaluation.runner import load_benchmark, prompt_text
 from toolexpander.evaluation.scoring import evaluate_records
 from toolexpander.models import build_tiny_model, load_model_and_tokenizer
-from toolexpander.prompts import render_answer
+from toolexpander.prompts import PromptSpec, render_answer
 from toolexpander.tasks import bfcl
 
 
@@ -51,8 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         model, tokenizer = load_model_and_tokenizer(build_tiny_model(folder), device=args.device)
         start = time.perf_counter()
-        messages = [prompt_messages(record) for record in subset]
-        texts = generate_completions(model, tokenizer, messages, args.max_new_tokens, args.batch_size)
+        prompts = [prompt_text(record, PromptSpec(), tokenizer) for record in subset]
+        texts = generate_completions(model, tokenizer, prompts, args.max_new_tokens, args.batch_size)
         evaluate_records(subset, {r["id"]: t for r, t in zip(subset, texts, strict=True)})
         generation_seconds = time.perf_counter() - start
 

@@ -51,6 +51,7 @@ def run_once(kind: str, model_dir: str, tasks: list[dict], steps: int) -> list[f
     from trl import GRPOConfig, GRPOTrainer
 
     from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.prompts import PromptSpec
     from toolexpander.trainer import trainer as trainer_module
     from toolexpander.trainer.config import ToolExpanderConfig
     from toolexpander.trainer.trainer import ToolExpanderTrainer, tasks_to_dataset
@@ -85,7 +86,7 @@ def run_once(kind: str, model_dir: str, tasks: list[dict], steps: int) -> list[f
             model=model,
             reward_funcs=[alternating_reward],
             args=GRPOConfig(**common),
-            train_dataset=tasks_to_dataset(tasks, "plain"),
+            train_dataset=tasks_to_dataset(tasks, PromptSpec(), tokenizer),
             processing_class=tokenizer,
             callbacks=[timer],
         )

@@ -1,5 +1,5 @@
 """Loss forward+backward: the plain path (every row's full [prompt, completion]) against
-`trainer.shared_prompt.shared_prompt_logps` (each distinct prompt encoded once), SPEC §11.
+`trainer.shared_prompt.shared_prompt_logps_and_entropies` (each distinct prompt encoded once), SPEC §11.
 
 A random Llama shaped like SmolLM2-135M (hidden 576, 30 layers, 9 heads, 3 KV heads, intermediate
 1536, vocab 49152, tied embeddings), float32 weights under bfloat16 autocast on CPU, SDPA attention.
@@ -41,7 +41,7 @@ import time
 
 import torch
 
-from toolexpander.trainer.shared_prompt import shared_prompt_logps
+from toolexpander.trainer.shared_prompt import shared_prompt_logps_and_entropies
 
 SETTINGS = {
     # name: (prompts, G, prompt length (mean), completion length (max), rows per forward+backward)
@@ -121,7 +121,11 @@ def step(model, path: str, batch, chunk: int | None) -> torch.Tensor:
         part = slice(start, start + chunk)
         args = (prompt_ids[part], prompt_mask[part], completion_ids[part], completion_mask[part])
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            logps = plain_logps(model, *args) if path == "plain" else shared_prompt_logps(model, *args)
+            logps = (
+                plain_logps(model, *args)
+                if path == "plain"
+                else shared_prompt_logps_and_entropies(model, *args)[0]
+            )
         loss = (logps * completion_mask[part] * advantages[part]).sum() / total
         loss.backward()
         out.append(logps.detach())

@@ -27,7 +27,7 @@ import torch
 from toolexpander.evaluation.generation import generate_completions
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.models import SMOLLM2_HUB_ID, load_model_and_tokenizer
-from toolexpander.prompts import build_messages, prefill_think
+from toolexpander.prompts import PromptSpec
 from toolexpander.rewards import extract_tool_calls, tool_n1_score
 from toolexpander.rewards.parsing import has_think_tags
 from toolexpander.tasks.suite import build_suite
@@ -52,7 +52,7 @@ def main() -> None:
         "--think-prefill",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="open each reply with <think>, as the demo does (toolexpander.prompts.prefill_think)",
+        help="open each reply with <think>, as the demo does (toolexpander.prompts.PromptSpec)",
     )
     parser.add_argument("--show", action="store_true", help="also print each completion")
     args = parser.parse_args()
@@ -64,15 +64,19 @@ def main() -> None:
         tasks, pool = suite[args.split][: args.n], suite["train"]
     bank = DemoBank(pool, sources=("gold",), seed=args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model, dtype=getattr(torch, args.dtype))
-    if args.think_prefill:
-        prefill_think(tokenizer)
+    spec = PromptSpec(think_prefill=args.think_prefill)
 
     result: dict[str, float | int] = {}
     started = time.perf_counter()
     for shots, label in ((0, "zero_shot"), (2, "two_shot")):
-        conversations = [build_messages(t, demos=bank.select(t, shots) if shots else ()) for t in tasks]
+        prompts = [spec.render(tokenizer, t, bank.select(t, shots) if shots else ()) for t in tasks]
         completions = generate_completions(
-            model, tokenizer, conversations, args.max_new_tokens, args.batch_size
+            model,
+            tokenizer,
+            prompts,
+            args.max_new_tokens,
+            args.batch_size,
+            reply_prefill=spec.reply_prefill(tokenizer),
         )
         scores = [tool_n1_score(text, task["answer"]) for text, task in zip(completions, tasks, strict=True)]
         formed = [has_think_tags(text) and extract_tool_calls(text) is not None for text in completions]

@@ -6,9 +6,9 @@ def never_correct(completions, **kwargs):
     return [0.0] * len(completions)
 
 
-def correct_with_demos(prompts, completions, **kwargs):
-    """A rollout is correct iff its prompt carried demonstrations (more than one user turn)."""
-    return [float(sum(m["role"] == "user" for m in prompt) > 1) for prompt in prompts]
+def correct_with_demos(completions, shots, **kwargs):
+    """A rollout is correct iff its prompt carried demonstrations (the row's ``shots`` column)."""
+    return [float(k > 0) for k in shots]
 
 
 def bonus_on_first_of_group(completions, bonus=0.01, requires_correct=False, num_generations=4, **kwargs):
@@ -16,12 +16,12 @@ def bonus_on_first_of_group(completions, bonus=0.01, requires_correct=False, num
     return [bonus if i % num_generations == 0 else 0.0 for i in range(len(completions))]
 
 
-def varied_for_first_item(prompts, completions, id, **kwargs):
+def varied_for_first_item(completions, id, shots, **kwargs):
     """Item ``suite-train-0001``: every other rollout correct (a group with variance); any other item:
     correct iff posed with demonstrations. So on a first visit only the other items' groups are flat."""
     return [
-        float(i % 2 == 0) if item.endswith("-0001") else float(sum(m["role"] == "user" for m in prompt) > 1)
-        for i, (item, prompt) in enumerate(zip(id, prompts))
+        float(i % 2 == 0) if item.endswith("-0001") else float(k > 0)
+        for i, (item, k) in enumerate(zip(id, shots))
     ]
 
 

@@ -42,10 +42,13 @@ def test_generate_completions_pads_left_and_keeps_order(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     tokenizer.padding_side = "right"
     chats = [[{"role": "user", "content": "x" * n + ending}] for n, ending in [(1, "a"), (30, "b"), (5, "c")]]
+    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
     model = EchoLastToken()
-    texts = generate_completions(model, tokenizer, chats, max_new_tokens=2, batch_size=2)
+    texts = generate_completions(
+        model, tokenizer, prompts, max_new_tokens=2, batch_size=2, reply_prefill="<p>"
+    )
     # the chat template ends with "<|im_start|>assistant\n": its last token is "\n"
-    assert texts == ["\n\n"] * 3
+    assert texts == ["<p>\n\n"] * 3
     assert [c["shape"][0] for c in model.calls] == [2, 1]  # longest first, then the rest
     assert model.calls[0]["mask_zeros"] > 0 and model.calls[0]["do_sample"] is False
     assert model.training and tokenizer.padding_side == "right"  # both restored
@@ -58,10 +61,11 @@ def test_generate_completions_returns_texts_in_input_order(tiny_model_dir):
         def generate(self, input_ids, attention_mask, max_new_tokens, pad_token_id, **sampling):
             return torch.cat([input_ids, input_ids], dim=1)  # "completion" = the prompt itself
 
-    chats = [
-        [{"role": "user", "content": text}] for text in ["short", "a much longer message here", "mid size"]
+    prompts = [
+        f"<|im_start|>user\n{text}<|im_end|>\n"
+        for text in ["short", "a much longer message here", "mid size"]
     ]
-    texts = generate_completions(EchoPrompt(), tokenizer, chats, max_new_tokens=1, batch_size=2)
+    texts = generate_completions(EchoPrompt(), tokenizer, prompts, max_new_tokens=1, batch_size=2)
     assert [text.split("user\n")[1].split("\n")[0] for text in texts] == [
         "short",
         "a much longer message here",
@@ -115,8 +119,8 @@ def test_tiny_model_end_to_end(tmp_path, tiny_model_dir, shared_data, capsys):
 
 @pytest.fixture
 def fake_vllm(monkeypatch, tiny_model_dir):
-    """A ``vllm`` module whose LLM answers every chat with no call; it renders each chat with the
-    chat template it is given and, like a model, does not repeat a ``<think>`` the template opened."""
+    """A ``vllm`` module whose LLM answers every prompt with no call and, like a model, does not
+    repeat a ``<think>`` the prompt opened."""
     from transformers import AutoTokenizer
 
     created = []
@@ -134,12 +138,12 @@ def fake_vllm(monkeypatch, tiny_model_dir):
         def get_tokenizer(self):
             return self.tokenizer
 
-        def chat(self, messages, params, use_tqdm=True, chat_template=None):
-            self.chats.append((messages, params.kwargs))
+        def generate(self, prompts, params, use_tqdm=True):
+            self.chats.append(
+                ([self.tokenizer.decode(p["prompt_token_ids"]) for p in prompts], params.kwargs)
+            )
             outputs = []
-            for chat in messages:
-                self.tokenizer.chat_template = chat_template or self.tokenizer.chat_template
-                prompt = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+            for prompt in self.chats[-1][0]:
                 reply = "no tool fits</think><tool_call>[]</tool_call>"
                 text = reply if prompt.endswith("<think>") else "<think>" + reply
                 outputs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(text=text)]))
@@ -164,8 +168,9 @@ def test_vllm_backend(fake_vllm, shared_data, capsys, think_prefill):
     results = run_eval(config)
     (llm,) = fake_vllm
     assert (llm.model, llm.kwargs) == ("org/model", {"dtype": "bfloat16"})
-    ((messages, sampling),) = llm.chats
-    assert len(messages) == 6 and messages[0][0]["role"] == "system"
+    ((prompts, sampling),) = llm.chats
+    assert len(prompts) == 6 and all(p.startswith("<|im_start|>system\n") for p in prompts)
+    assert all(p.endswith("<think>") == think_prefill for p in prompts)
     assert sampling == {"max_tokens": 64, "temperature": 0.0}
     # Scored as the whole reply either way: the prefilled <think> is put back in front.
     assert results["categories"]["irrelevance"]["accuracy"] == 1.0

@@ -13,10 +13,9 @@ import pytest
 import trl
 
 from toolexpander.prompts import (
+    PromptSpec,
     gold_demo,
     native_call_format,
-    native_prompt,
-    pose,
     render_answer,
     template_call_format,
 )
@@ -26,6 +25,9 @@ from toolexpander.rewards.rewards import self_exemplify_score, tool_n1_score, to
 TEMPLATES = Path(trl.__file__).parent / "chat_templates"
 F5 = {"name": "f", "arguments": {"a": "5"}}
 G = {"name": "g", "arguments": {"n": 2, "flag": True}}
+
+
+NATIVE = PromptSpec(prompt_format="native")
 
 
 def template(name: str) -> str:
@@ -190,7 +192,7 @@ def test_a_template_without_tool_calls_is_refused_for_native(tokenizer):
 def test_native_prompt_renders_tools_and_gold_demonstrations_through_the_template(tokenizer):
     tokenizer.chat_template = template("qwen2_5")
     rollout = {"query": "Sun in Nice?", "completion": "<think>mine</think>\n" + hermes(F5).strip()}
-    text = pose(TASK, demos=[gold_demo(DEMO_TASK), rollout], prompt_format="native", tokenizer=tokenizer)
+    text = NATIVE.render(tokenizer, TASK, [gold_demo(DEMO_TASK), rollout])
     assert '<tools>\n{"type": "function", "function": {"name": "get_weather"' in text
     # The demonstration's calls as the template writes them, after its think block.
     assert (
@@ -200,12 +202,11 @@ def test_native_prompt_renders_tools_and_gold_demonstrations_through_the_templat
     assert text.endswith("<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n")
     # The policy's own rollout is shown as it wrote it.
     assert "<|im_start|>assistant\n" + rollout["completion"] + "<|im_end|>" in text
-    assert pose(TASK, prompt_format="tooln1")[0]["role"] == "system"  # tooln1: messages, as before
 
 
 def test_llama_demonstrations_with_several_calls_render_as_the_model_would_write_them(tokenizer):
     tokenizer.chat_template = template("llama3_1")  # it raises on two structured calls in one turn
-    text = native_prompt(tokenizer, TASK, demos=[gold_demo(DEMO_TASK)])
+    text = NATIVE.render(tokenizer, TASK, [gold_demo(DEMO_TASK)])
     reply = text.split("<|start_header_id|>assistant<|end_header_id|>\n\n")[1].split("<|eot_id|>")[0]
     assert parse_calls(reply, "llama3_json") == DEMO_TASK["answer"]
     assert reply.startswith("<think>")
@@ -223,7 +224,7 @@ def test_a_native_prompt_holds_one_bos_when_the_trainer_tokenises_it(tokenizer):
         single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", bos)]
     )
     assert tokenizer("x")["input_ids"][0] == bos  # this tokenizer adds a BOS of its own
-    text = native_prompt(tokenizer, TASK)
+    text = NATIVE.render(tokenizer, TASK)
     assert text.startswith("<|endoftext|>")  # ... and the template writes one too
     fake = SimpleNamespace(processing_class=tokenizer)
     ids = ToolExpanderTrainer._tokenize_prompts(fake, [text])[0][0]
@@ -241,7 +242,7 @@ def test_a_served_reply_round_trips_through_template_and_parser(tokenizer, name)
     assert supports_tool_calling(tokenizer)
     add_response_schema(tokenizer)  # the family's response parser, as a transformers server sets it
     call = {"name": "get_weather", "arguments": {"city": "Paris", "days": "5"}}
-    prompt = native_prompt(tokenizer, TASK)
+    prompt = NATIVE.render(tokenizer, TASK)
     # A scripted model reply, written by the template itself as the next assistant turn.
     turn = {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]}
     full = tokenizer.apply_chat_template(
@@ -375,7 +376,7 @@ def test_earlier_calls_in_the_context_are_rendered_by_the_template(tokenizer, na
             {"role": "tool", "content": "sunny"},
         ],
     }
-    text = native_prompt(tokenizer, task)
+    text = NATIVE.render(tokenizer, task)
     assert call_text in text and result_text in text
 
 
@@ -409,21 +410,21 @@ def test_vllm_eval_in_native_generates_from_the_rendered_tokens_and_reads_hermes
     data.write_text(json.dumps(record) + "\n")
     results = run_eval(EvalConfig(bench=str(data), model="org/model", backend="vllm", prompt_format="native"))
     tokenizer = AutoTokenizer.from_pretrained(qwen_tiny_dir)
-    expected = tokenizer(native_prompt(tokenizer, record), add_special_tokens=False)["input_ids"]
+    expected = tokenizer(NATIVE.render(tokenizer, record), add_special_tokens=False)["input_ids"]
     assert seen == [{"prompt_token_ids": expected}]
     assert results["overall"] == 1.0 and results["config"]["call_format"] == "hermes"
 
 
 def test_bfcl_in_native_shows_the_docs_as_bfcl_ships_them_and_checks_hermes_replies(tokenizer):
     # As BFCL's local Qwen FC handler: the docs with the language hint and BFCL's type names.
-    from toolexpander.evaluation.runner import load_benchmark, prompt_messages
+    from toolexpander.evaluation.runner import load_benchmark, prompt_text
     from toolexpander.evaluation.scoring import evaluate_records
     from toolexpander.tasks.bfcl import prompt_tools
 
     tokenizer.chat_template = template("qwen2_5")
     records = load_benchmark("bfcl:simple_python").records()[:3]
     for record in records:
-        text = prompt_messages(record, prompt_format="native", tokenizer=tokenizer)
+        text = prompt_text(record, NATIVE, tokenizer)
         for tool in prompt_tools(record):
             assert json.dumps({"type": "function", "function": tool}, ensure_ascii=False) in text
         assert "Python 3 syntax" in text and '"type": "dict"' in text

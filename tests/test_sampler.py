@@ -5,14 +5,17 @@ import pytest
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule
 from toolexpander.hard_sampling.sampler import HardSampler
+from toolexpander.prompts import PromptSpec
 from toolexpander.tasks.suite import build_suite
 
 G = 4
 
 
-def make_sampler(use_demos=True) -> HardSampler:
+def make_sampler(use_demos=True, tokenizer=None) -> HardSampler:
     tasks = build_suite(0)["train"][:6]
-    return HardSampler(tasks, HardSampleTracker(ShotSchedule()), DemoBank(tasks, seed=0), use_demos=use_demos)
+    bank = DemoBank(tasks, seed=0)
+    tracker = HardSampleTracker(ShotSchedule())
+    return HardSampler(tasks, tracker, bank, spec=PromptSpec(), tokenizer=tokenizer, use_demos=use_demos)
 
 
 def rollouts(groups: list[tuple[str, list[int]]]):
@@ -37,14 +40,16 @@ def test_a_group_split_across_ranks_counts_whole_once_gathered():
         make_sampler().observe(*rank1, num_generations=G, step=1)
 
 
-def test_hard_items_get_demonstrations_only_when_the_mode_uses_them():
+def test_hard_items_get_demonstrations_only_when_the_mode_uses_them(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     for use_demos, expected in ((True, 1), (False, 0)):
-        sampler = make_sampler(use_demos)
+        sampler = make_sampler(use_demos, tokenizer)
         item = next(iter(sampler.tasks))
         sampler.observe(*rollouts([(item, [0, 0, 0, 0])]), num_generations=G, step=1)
         assert sampler.shots_for(item) == expected
-        users = [m for m in sampler.prompt_for(item) if m["role"] == "user"]
-        assert len(users) == 1 + expected
+        assert sampler.prompt_for(item).count("<|im_start|>user") == 1 + expected
 
 
 def test_correct_rollouts_feed_the_demo_bank_and_state_round_trips():

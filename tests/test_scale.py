@@ -14,7 +14,7 @@ import torch
 from trl import GRPOTrainer
 
 from toolexpander.cli import main
-from toolexpander.prompts import build_messages
+from toolexpander.prompts import PromptSpec
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "tiny-cpu.yaml")
@@ -212,7 +212,8 @@ def test_generation_receives_demonstrations_for_hard_items_whichever_backend(tmp
     (posed,), _ = generate.call_args
     demos = trainer.hard_sampler.bank.select(hard, 1)
     assert len(demos) == 1 and demos[0]["source_id"] != hard["id"]
-    with_demo = build_messages(hard, style="plain", demos=demos)
-    assert [x["prompt"] for x in posed] == [with_demo] * 4 + [build_messages(easy, style="plain")] * 4
-    assert sum(m["role"] == "user" for m in posed[0]["prompt"]) == 2
+    spec = PromptSpec()
+    with_demo = spec.render(tokenizer, hard, demos)
+    assert [x["prompt"] for x in posed] == [with_demo] * 4 + [spec.render(tokenizer, easy)] * 4
+    assert posed[0]["prompt"].count("<|im_start|>user") == 2
     assert [x["id"] for x in posed] == [hard["id"]] * 4 + [easy["id"]] * 4

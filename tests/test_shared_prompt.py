@@ -28,7 +28,6 @@ from tests.test_carry_over import capture_loss_batches
 from toolexpander.trainer.shared_prompt import (
     group_rows,
     shared_prompt_cache,
-    shared_prompt_logps,
     shared_prompt_logps_and_entropies,
 )
 
@@ -233,7 +232,7 @@ def test_logps_equal_plain_path(model, kind, temperature):
     batch = make_batch(kind, model.config.vocab_size)
     cmask = batch[3]
     with torch.no_grad():
-        shared = shared_prompt_logps(model, *batch, temperature=temperature)
+        shared, _ = shared_prompt_logps_and_entropies(model, *batch, temperature=temperature)
         assert shared.shape == batch[2].shape
         assert torch.isfinite(shared).all()
         for positions in ("trl", "cumsum"):
@@ -265,7 +264,9 @@ def test_logps_under_trl_fused_head(tiny_model_dir):
             torch.cat([pmask, cmask], 1),
             cids.shape[1],
         )
-        shared = shared_prompt_logps(model, pids, pmask, cids, cmask, temperature=temperature)
+        shared, _ = shared_prompt_logps_and_entropies(
+            model, pids, pmask, cids, cmask, temperature=temperature
+        )
     assert _masked_max_diff(shared, trl_logps, cmask) <= 1e-5
 
 
@@ -287,7 +288,7 @@ def _compare_grads(model, kind):
     temperature = 0.9
     plain = plain_logps(model, pids, pmask, cids, cmask, temperature, "trl")
     g_plain = _grads(model, (plain * cmask * weights).sum())
-    shared = shared_prompt_logps(model, pids, pmask, cids, cmask, temperature=temperature)
+    shared, _ = shared_prompt_logps_and_entropies(model, pids, pmask, cids, cmask, temperature=temperature)
     g_shared = _grads(model, (shared * cmask * weights).sum())
     g_shared, g_plain = g_shared.double(), g_plain.double()  # float32 norms of ~1e5 entries drift by 1e-6
     cosine = torch.nn.functional.cosine_similarity(g_shared, g_plain, dim=0).item()
@@ -337,18 +338,18 @@ def test_refuses_gradient_checkpointing(tiny_model_dir):
     model.train()
     batch = make_batch("groups", model.config.vocab_size)
     with pytest.raises(ValueError, match="gradient checkpointing"):
-        shared_prompt_logps(model, *batch)
+        shared_prompt_logps_and_entropies(model, *batch)
     with torch.no_grad():
         # No backward to replay: newer transformers keep the cache (exact result), older ones drop it
         # in training mode all the same (refused after the prompt forward).
         try:
-            shared = shared_prompt_logps(model, *batch)
+            shared, _ = shared_prompt_logps_and_entropies(model, *batch)
         except ValueError as error:
             assert "gradient checkpointing" in str(error)
         else:
             assert _masked_max_diff(shared, plain_logps(model, *batch, 1.0, "trl"), batch[3]) <= 1e-5
     model.eval()  # checkpointing is off in eval mode, gradients or not
-    shared = shared_prompt_logps(model, *batch)
+    shared, _ = shared_prompt_logps_and_entropies(model, *batch)
     with torch.no_grad():
         plain = plain_logps(model, *batch, 1.0, "trl")
     assert _masked_max_diff(shared.detach(), plain, batch[3]) <= 1e-5
@@ -367,7 +368,7 @@ def test_refuses_forward_without_cache(tiny_model_dir):
             return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
 
     with pytest.raises(ValueError, match="takes no KV cache"):
-        shared_prompt_logps(NoCache(), *make_batch("groups", inner.config.vocab_size))
+        shared_prompt_logps_and_entropies(NoCache(), *make_batch("groups", inner.config.vocab_size))
 
 
 def _sliding_window_model():
@@ -390,23 +391,24 @@ def _sliding_window_model():
 
 def test_refuses_sliding_window_cache():
     with pytest.raises(ValueError, match="DynamicLayer"):
-        shared_prompt_logps(_sliding_window_model(), *make_batch("groups", 64))
+        shared_prompt_logps_and_entropies(_sliding_window_model(), *make_batch("groups", 64))
 
 
 def test_refuses_bad_inputs(tiny_model_dir):
     model = _load(tiny_model_dir, "eager")
     pids, pmask, cids, cmask = make_batch("groups", model.config.vocab_size)
     with pytest.raises(ValueError, match="left-padded"):
-        shared_prompt_logps(model, pids.flip(1), pmask.flip(1), cids, cmask)
+        shared_prompt_logps_and_entropies(model, pids.flip(1), pmask.flip(1), cids, cmask)
     holed = pmask.clone()
     holed[:, -3] = 0
     with pytest.raises(ValueError, match="left-padded"):
-        shared_prompt_logps(model, pids, holed, cids, cmask)
+        shared_prompt_logps_and_entropies(model, pids, holed, cids, cmask)
     with pytest.raises(ValueError, match="prompts for"):
-        shared_prompt_logps(model, pids[:-1], pmask[:-1], cids, cmask)
+        shared_prompt_logps_and_entropies(model, pids[:-1], pmask[:-1], cids, cmask)
     with pytest.raises(ValueError, match="temperature"):
-        shared_prompt_logps(model, pids, pmask, cids, cmask, temperature=0.0)
-    assert shared_prompt_logps(model, pids, pmask, cids[:, :0], cmask[:, :0]).shape == (pids.shape[0], 0)
+        shared_prompt_logps_and_entropies(model, pids, pmask, cids, cmask, temperature=0.0)
+    empty, _ = shared_prompt_logps_and_entropies(model, pids, pmask, cids[:, :0], cmask[:, :0])
+    assert empty.shape == (pids.shape[0], 0)
 
 
 # -- entropies, short prompts ----------------------------------------------------------------------
@@ -451,7 +453,7 @@ def test_prompts_of_one_token(model):
     cids, cmask = _completions([4, 2, 4, 3], 4, vocab, gen)
     with torch.no_grad():
         for batch in ((pids, pmask, cids, cmask), (pids[:2, -1:], pmask[:2, -1:], cids[:2], cmask[:2])):
-            shared = shared_prompt_logps(model, *batch)
+            shared, _ = shared_prompt_logps_and_entropies(model, *batch)
             assert _masked_max_diff(shared, plain_logps(model, *batch, 1.0, "trl"), batch[3]) <= 1e-5
 
 

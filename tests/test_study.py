@@ -125,19 +125,17 @@ def test_every_rl_arm_is_a_valid_training_config(tmp_path, arm):
 
 
 def test_sft_rows_pose_the_evaluation_prompt_and_train_on_the_gold_reply(tiny_model_dir):
-    from toolexpander.evaluation.runner import prompt_messages
+    from toolexpander.evaluation.runner import prompt_text
     from toolexpander.models import load_model_and_tokenizer
-    from toolexpander.prompts import prefill_think, render_answer
+    from toolexpander.prompts import PromptSpec, render_answer
     from toolexpander.study.sft import sft_rows
     from toolexpander.tasks.suite import build_suite
 
     _, tokenizer = load_model_and_tokenizer(tiny_model_dir)
-    prefill_think(tokenizer)
+    spec = PromptSpec(think_prefill=True)
     records = build_suite(0, level="easy")["train"][:3]
-    for row, rec in zip(sft_rows(records, tokenizer), records):
-        posed = tokenizer.apply_chat_template(
-            prompt_messages(rec), add_generation_prompt=True, tokenize=False
-        )
+    for row, rec in zip(sft_rows(records, tokenizer, spec), records):
+        posed = prompt_text(rec, spec, tokenizer)
         assert row["prompt"] == posed and posed.endswith("<think>")
         assert "<think>" + row["completion"] == render_answer(rec["answer"])
 
@@ -146,12 +144,13 @@ def test_sft_raises_the_likelihood_of_the_gold_reply(tiny_model_dir, tmp_path):
     import torch
 
     from toolexpander.models import load_model_and_tokenizer
+    from toolexpander.prompts import PromptSpec
     from toolexpander.study.sft import sft_rows, train_sft
     from toolexpander.tasks.suite import build_suite
 
     model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
     records = build_suite(0, level="easy")["train"][:2]
-    (row, _) = sft_rows(records, tokenizer)
+    (row, _) = sft_rows(records, tokenizer, PromptSpec())
 
     def gold_logp(model) -> float:
         prompt = tokenizer(row["prompt"], return_tensors="pt").input_ids
@@ -168,6 +167,7 @@ def test_sft_raises_the_likelihood_of_the_gold_reply(tiny_model_dir, tmp_path):
         output_dir=str(tmp_path),
         steps=4,
         batch_size=2,
+        prompt_spec=PromptSpec(),
         learning_rate=1e-3,
         seed=0,
         use_cpu=True,
@@ -357,26 +357,28 @@ def test_parallel_runs_wait_for_their_sft_and_the_report_leaves_out_unfinished_a
     assert not (out / "seed3" / "base" / "arm.json").exists()  # --report trains nothing
 
 
-def test_sdft_rows_show_the_teacher_two_demonstrations_and_the_student_none():
-    from toolexpander.evaluation.runner import prompt_messages
+def test_sdft_rows_show_the_teacher_two_demonstrations_and_the_student_none(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from toolexpander.evaluation.runner import prompt_text
     from toolexpander.hard_sampling.demo_bank import DemoBank
-    from toolexpander.prompts import build_messages
+    from toolexpander.prompts import PromptSpec
     from toolexpander.study.sdft import sdft_rows
     from toolexpander.tasks.suite import build_suite
 
+    tokenizer, spec = AutoTokenizer.from_pretrained(tiny_model_dir), PromptSpec(think_prefill=True)
     train = build_suite(0, level="easy")["train"]
     records, pool = train[:3], train[:40]  # as in the demo, the trained items are in the pool too
-    rows = sdft_rows(records, pool)
+    rows = sdft_rows(records, pool, tokenizer, spec)
     bank = DemoBank(pool, sources=("gold",))
     for row, rec in zip(rows, records):
         demos = bank.select(rec, 2)
-        assert row["prompt"] == prompt_messages(rec)  # the zero-shot prompt evaluation poses
-        assert row["privileged_context"] == build_messages(rec, demos=demos)
-        demo_turns = row["privileged_context"][1:5]
-        assert [m["role"] for m in demo_turns] == ["user", "assistant"] * 2
-        assert [m["content"] for m in demo_turns[1::2]] == [d["completion"] for d in demos]
+        assert row["prompt"] == prompt_text(rec, spec, tokenizer)  # the zero-shot prompt evaluation poses
+        assert row["privileged_context"] == spec.render(tokenizer, rec, demos)
+        assert row["privileged_context"].count("<|im_start|>assistant\n") == 3  # 2 demonstrations + the reply
+        assert all(d["completion"] in row["privileged_context"] for d in demos)
         assert rec["id"] not in {d["source_id"] for d in demos}
-        assert not any(d["completion"] in m["content"] for d in demos for m in row["prompt"])
+        assert not any(d["completion"] in row["prompt"] for d in demos)
 
 
 def test_sdft_samples_under_the_bare_prompt_and_distils_from_the_two_shot_teacher(tiny_model_dir, tmp_path):
@@ -384,12 +386,12 @@ def test_sdft_samples_under_the_bare_prompt_and_distils_from_the_two_shot_teache
     from transformers import TrainerCallback
 
     from toolexpander.models import load_model_and_tokenizer
-    from toolexpander.prompts import prefill_think
+    from toolexpander.prompts import PromptSpec
     from toolexpander.study.sdft import sdft_rows, train_sdft
     from toolexpander.tasks.suite import build_suite
 
     model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
-    prefill_think(tokenizer)
+    spec = PromptSpec(think_prefill=True)
     train = build_suite(0, level="easy")["train"]
     records, pool = train[:2], train[:40]
     before = [p.detach().clone() for p in model.parameters()]
@@ -398,9 +400,6 @@ def test_sdft_samples_under_the_bare_prompt_and_distils_from_the_two_shot_teache
     class Recorder(TrainerCallback):
         def on_self_distillation_batch_prepared(self, args, state, control, **batch):
             batches.append(batch)
-
-    def posed(messages) -> str:
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     trainer = train_sdft(
         model,
@@ -413,13 +412,16 @@ def test_sdft_samples_under_the_bare_prompt_and_distils_from_the_two_shot_teache
         num_generations=2,
         max_completion_length=8,
         temperature=1.0,
+        prompt_spec=spec,
         learning_rate=1e-2,
         seed=0,
         use_cpu=True,
         callbacks=[Recorder()],
     )
     # The student's prompt of each rollout (left-padded), and the teacher's for the same item.
-    teacher_of = {posed(row["prompt"]): posed(row["privileged_context"]) for row in sdft_rows(records, pool)}
+    teacher_of = {
+        row["prompt"]: row["privileged_context"] for row in sdft_rows(records, pool, tokenizer, spec)
+    }
     (batch,) = batches
     width = batch["completion_ids"].shape[1]
 

@@ -1,20 +1,16 @@
-"""``think_prefill``: the generation prompt ends with ``<think>``; rewards, evaluation and the saved
-run all see the reply with that opening put back; ``toolexpander eval --model RUN_DIR`` poses the
-model as it was trained."""
+"""``think_prefill``: the rendered prompt ends with ``<think>`` (the chat template is left as it is);
+rewards, evaluation and the saved run all see the reply with that opening put back; ``toolexpander
+eval --model RUN_DIR`` poses the model as it was trained."""
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolexpander.prompts import (
-    RUN_PROMPT_FILE,
-    build_messages,
-    generation_prefill,
-    prefill_think,
-    read_run_prompt,
-)
+from toolexpander.models import CHATML_TEMPLATE
+from toolexpander.prompts import RUN_PROMPT_FILE, PromptSpec
 from toolexpander.rewards import tool_n1_score, with_prefill
 from toolexpander.tasks.suite import build_suite
 
@@ -37,30 +33,24 @@ CHATML = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 R1_STYLE = CHATML.replace("assistant\n{% endif %}", "assistant\n<think>\n{% endif %}")
+TASK = build_suite(level="easy")["test"][0]
 
 
-def test_prefill_ends_the_generation_prompt_with_think_once(tokenizer_with):
+def test_prefill_ends_the_prompt_with_think_once_and_leaves_the_template(tokenizer_with):
     tokenizer = tokenizer_with(CHATML)
-    assert generation_prefill(tokenizer) == ""
-    prefill_think(tokenizer)
-    prefill_think(tokenizer)  # a second call (a saved run loaded again) adds nothing
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
-    )
-    assert prompt.endswith("<|im_start|>assistant\n<think>") and prompt.count("<think>") == 1
-    assert generation_prefill(tokenizer) == "<think>"
-    # Earlier assistant turns (demonstrations) and a prompt without a generation turn are unchanged.
-    chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>a</think>"}]
-    assert tokenizer.apply_chat_template(chat, tokenize=False) == tokenizer_with(CHATML).apply_chat_template(
-        chat, tokenize=False
-    )
+    plain, prefilled = PromptSpec(), PromptSpec(think_prefill=True)
+    assert plain.reply_prefill(tokenizer) == ""
+    assert prefilled.render(tokenizer, TASK) == plain.render(tokenizer, TASK) + "<think>"
+    assert prefilled.render(tokenizer, TASK).endswith("<|im_start|>assistant\n<think>")
+    assert prefilled.reply_prefill(tokenizer) == "<think>"
+    assert tokenizer.chat_template == CHATML
 
 
-def test_a_template_that_opens_think_itself_is_detected_with_its_newline(tokenizer_with):
+def test_a_template_that_opens_think_itself_gets_no_second_one(tokenizer_with):
     tokenizer = tokenizer_with(R1_STYLE)
-    assert generation_prefill(tokenizer) == "<think>\n"
-    prefill_think(tokenizer)
-    assert tokenizer.chat_template == R1_STYLE
+    for spec in (PromptSpec(), PromptSpec(think_prefill=True)):
+        assert spec.reply_prefill(tokenizer) == "<think>\n"
+        assert spec.render(tokenizer, TASK).endswith("assistant\n<think>\n")
 
 
 @given(st.text(max_size=30), st.sampled_from(["", "<think>", "<think>\n"]))
@@ -83,15 +73,20 @@ def test_generation_returns_the_reply_with_its_prefilled_opening(tiny_model_dir)
     from toolexpander.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
-    chats = [build_messages(task) for task in build_suite(level="easy")["test"][:2]]
-    plain = generate_completions(model, tokenizer, chats, max_new_tokens=4)
-    prefill_think(tokenizer)
-    prefilled = generate_completions(model, tokenizer, chats, max_new_tokens=4)
+    tasks = build_suite(level="easy")["test"][:2]
+    plain = generate_completions(model, tokenizer, [PromptSpec().render(tokenizer, t) for t in tasks], 4)
+    spec = PromptSpec(think_prefill=True)
+    prompts = [spec.render(tokenizer, t) for t in tasks]
+    prefilled = generate_completions(
+        model, tokenizer, prompts, 4, reply_prefill=spec.reply_prefill(tokenizer)
+    )
     assert all(text.startswith("<think>") for text in prefilled)
     assert prefilled != ["<think>" + text for text in plain]  # the model was conditioned on it
 
 
-def test_training_with_prefill_scores_prefilled_replies_and_saves_the_prompt(tmp_path, tiny_model_dir, monkeypatch):
+def test_training_with_prefill_scores_prefilled_replies_and_saves_the_prompt(
+    tmp_path, tiny_model_dir, monkeypatch
+):
     from toolexpander.models import load_model_and_tokenizer
     from toolexpander.trainer import trainer as trainer_module
     from toolexpander.trainer.config import ToolExpanderConfig
@@ -99,7 +94,7 @@ def test_training_with_prefill_scores_prefilled_replies_and_saves_the_prompt(tmp
     seen: list[str] = []
 
     def spy(completions, **kwargs):
-        seen.extend(c[0]["content"] for c in completions)
+        seen.extend(completions)
         return [0.0] * len(completions)
 
     monkeypatch.setattr(trainer_module, "get_reward", lambda name: spy)
@@ -116,32 +111,34 @@ def test_training_with_prefill_scores_prefilled_replies_and_saves_the_prompt(tmp
         use_cpu=True,
         save_strategy="no",
     )
-    trainer = trainer_module.ToolExpanderTrainer(model, config, build_suite()["train"][:2], processing_class=tokenizer)
+    trainer = trainer_module.ToolExpanderTrainer(
+        model, config, build_suite()["train"][:2], processing_class=tokenizer
+    )
     trainer.train()
     trainer.save_model(config.output_dir)
     assert len(seen) == 8 and all(text.startswith("<think>") for text in seen)
-    assert read_run_prompt(config.output_dir) == {
-        "prompt_style": "plain",
-        "think_prefill": True,
-        "prompt_format": "tooln1",
-    }
-    _, saved = load_model_and_tokenizer(config.output_dir)
-    assert generation_prefill(saved) == "<think>"  # a served copy prefills alike
+    assert tokenizer.chat_template == CHATML_TEMPLATE  # never edited
+    saved = json.loads((Path(config.output_dir) / RUN_PROMPT_FILE).read_text())
+    assert saved == {"prompt_style": "plain", "think_prefill": True, "prompt_format": "tooln1"}
+    assert PromptSpec.load(config.output_dir) == PromptSpec(think_prefill=True)
+    _, served = load_model_and_tokenizer(config.output_dir)
+    assert PromptSpec().reply_prefill(served) == "<think>"  # a served copy prefills alike
 
 
 @pytest.mark.parametrize(
     ("saved", "flags", "expected"),
     [
-        ({"prompt_style": "self_exemplify", "think_prefill": True}, {}, ("self_exemplify", True, "tooln1")),
+        ({"prompt_style": "self_exemplify", "think_prefill": True}, {}, ("self_exemplify", "tooln1", True)),
         (
             {"prompt_style": "self_exemplify", "think_prefill": True},
             {"prompt": "plain"},
-            ("plain", True, "tooln1"),
+            ("plain", "tooln1", True),
         ),
-        (None, {}, ("plain", False, "tooln1")),
-        (None, {"think_prefill": True}, ("plain", True, "tooln1")),
-        ({"prompt_format": "native"}, {}, ("plain", False, "native")),
-        ({"prompt_format": "native"}, {"prompt_format": "tooln1"}, ("plain", False, "tooln1")),
+        (None, {}, ("plain", "tooln1", False)),
+        (None, {"think_prefill": True}, ("plain", "tooln1", True)),
+        ({"prompt_format": "native"}, {}, ("plain", "native", False)),
+        ({"prompt_format": "native"}, {"prompt_format": "tooln1"}, ("plain", "tooln1", False)),
+        ({"think_prefill": True}, {"think_prefill": False}, ("plain", "tooln1", False)),
     ],
 )
 def test_eval_poses_a_run_as_it_was_trained_unless_told_otherwise(tmp_path, saved, flags, expected):
@@ -149,4 +146,4 @@ def test_eval_poses_a_run_as_it_was_trained_unless_told_otherwise(tmp_path, save
 
     if saved is not None:
         (tmp_path / RUN_PROMPT_FILE).write_text(json.dumps(saved))
-    assert run_prompt(EvalConfig(bench="bfcl", model=str(tmp_path), **flags)) == expected
+    assert run_prompt(EvalConfig(bench="bfcl", model=str(tmp_path), **flags)) == PromptSpec(*expected)

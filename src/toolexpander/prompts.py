@@ -9,17 +9,21 @@ template's own tool syntax, so the model sees the same prompt whatever template 
 Few-shot demonstrations become earlier user/assistant turns: SPEC §1 measured that a 135M
 model follows turn demos and ignores demos pasted into the system text.
 
-That is prompt format ``tooln1`` (`build_messages`). Prompt format ``native`` (`native_prompt`)
+That is prompt format ``tooln1`` (`build_messages`). Prompt format ``native`` (`native_messages`)
 poses a task the way the model is served instead: the tokenizer's chat template renders the
 task's tools (``tools=``) and the gold calls of demonstrations (structured ``tool_calls``), and
-the model answers in its template's own call syntax (`toolexpander.rewards.call_formats`). `pose`
-serves both.
+the model answers in its template's own call syntax (`toolexpander.rewards.call_formats`).
+
+A run's prompt settings travel as one `PromptSpec` (style, format, think prefill), saved with the
+run; it renders a task to the text a model reads, the tokenizer's chat template applied.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from toolexpander.data.schema import query_text
@@ -27,9 +31,9 @@ from toolexpander.files import dumps_json, write_file
 
 PROMPT_STYLES = ("plain", "self_exemplify")
 PROMPT_FORMATS = ("tooln1", "native")
-# Opens the reply when a run prefills the think block (`prefill_think`).
+# Opens the reply when a run prefills the think block (`PromptSpec.think_prefill`).
 THINK_OPEN = "<think>"
-# Appended to a chat template: the generation prompt then ends inside an open think block.
+# Appended to the chat template of a saved run only (`PromptSpec.save`): a served copy prefills alike.
 _PREFILL_SUFFIX = "{%- if add_generation_prompt %}{{- '" + THINK_OPEN + "' }}{%- endif %}"
 
 _INTRO = (
@@ -143,42 +147,14 @@ def _merge_same_role(messages: list[dict]) -> list[dict]:
     return merged
 
 
-def generation_prefill(tokenizer) -> str:
-    """The part of the reply the chat template writes itself: ``<think>`` (with any whitespace after
-    it) when its generation prompt opens the think block, as DeepSeek-R1's template and a template
-    after `prefill_think` do; else "". Scoring puts it back in front of the generated text."""
+def _template_opening(tokenizer) -> str:
+    """``<think>`` (with any whitespace after it) when the chat template's generation prompt opens the
+    think block itself, as DeepSeek-R1's template and a run saved with `think_prefill` do; else ""."""
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
     )
     opened = prompt.rstrip()
     return prompt[opened.rfind(THINK_OPEN) :] if opened.endswith(THINK_OPEN) else ""
-
-
-def prefill_think(tokenizer) -> None:
-    """Make ``tokenizer``'s generation prompt end with ``<think>`` (unless it already opens one), so
-    every reply starts inside the think block the reward asks for. A 135M model otherwise often
-    skips it and loses a correct call to the format check (SPEC §5). Saved with the tokenizer, so
-    a served model prefills alike."""
-    if not generation_prefill(tokenizer):
-        tokenizer.chat_template = tokenizer.chat_template + _PREFILL_SUFFIX
-
-
-# Written next to a trained model: how it was prompted, so evaluation poses it the same way.
-RUN_PROMPT_FILE = "toolexpander_prompt.json"
-
-
-def save_run_prompt(
-    folder: str | Path, *, style: str, think_prefill: bool, prompt_format: str = "tooln1"
-) -> None:
-    """Record in ``folder`` (a saved model) the prompt it was trained with."""
-    payload = {"prompt_style": style, "think_prefill": think_prefill, "prompt_format": prompt_format}
-    write_file(Path(folder) / RUN_PROMPT_FILE, dumps_json(payload, indent=2) + "\n")
-
-
-def read_run_prompt(folder: str | Path) -> dict:
-    """What `save_run_prompt` wrote in ``folder``; {} when it is not a folder we saved."""
-    path = Path(folder) / RUN_PROMPT_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def build_messages(task: dict, *, style: str = "plain", demos: Sequence[dict] = ()) -> list[dict]:
@@ -295,29 +271,94 @@ def native_messages(
     return [{"role": "system", "content": system}, *turns]
 
 
-def native_prompt(tokenizer, task: dict, *, style: str = "plain", demos: Sequence[dict] = ()) -> str:
-    """The text ``tokenizer``'s chat template renders for ``task`` with its tools, generation prompt
-    included: what a server renders for the same request. It holds any BOS token the template
-    writes, so it is tokenised without special tokens."""
-    messages = native_messages(task, style=style, demos=demos, call_format=native_call_format(tokenizer))
-    return tokenizer.apply_chat_template(
-        messages, tools=tool_schemas(task["tools"]), add_generation_prompt=True, tokenize=False
-    )
+# Written next to a trained model: how it was prompted, so evaluation poses it the same way.
+RUN_PROMPT_FILE = "toolexpander_prompt.json"
 
 
-def pose(
-    task: dict,
-    *,
-    style: str = "plain",
-    demos: Sequence[dict] = (),
-    prompt_format: str = "tooln1",
-    tokenizer=None,
-) -> list[dict] | str:
-    """The prompt of ``task`` in ``prompt_format``: chat messages for tooln1 (a trainer or a
-    server applies the template), the rendered text for native (tools differ per task, which
-    TRL's one ``tools=`` list cannot carry)."""
-    if prompt_format == "tooln1":
-        return build_messages(task, style=style, demos=demos)
-    if prompt_format != "native":
-        raise ValueError(f"unknown prompt format {prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
-    return native_prompt(tokenizer, task, style=style, demos=demos)
+@dataclass(frozen=True)
+class PromptSpec:
+    """How a run poses its tasks: the prompt ``style`` (`PROMPT_STYLES`), the ``prompt_format``
+    (`PROMPT_FORMATS`, which fixes how replies write calls: `call_format`) and ``think_prefill``
+    (the reply opens inside the think block: a 135M model otherwise often skips it and loses a
+    correct call to the format check, SPEC §5). Built once per run, saved with it (`save`, `load`)
+    and handed to whatever renders or scores its prompts. The tokenizer is only read, never edited.
+
+    >>> PromptSpec("self_exemplify", think_prefill=True).call_format()
+    'tooln1'
+    """
+
+    style: str = "plain"
+    prompt_format: str = "tooln1"
+    think_prefill: bool = False
+
+    def __post_init__(self):
+        if self.style not in PROMPT_STYLES:
+            raise ValueError(f"unknown prompt style {self.style!r}; choose one of {', '.join(PROMPT_STYLES)}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(
+                f"unknown prompt format {self.prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}"
+            )
+
+    def call_format(self, tokenizer=None) -> str:
+        """How replies write their calls (`toolexpander.rewards.call_formats`): tooln1's own; in native
+        the one ``tokenizer``'s chat template writes (`native_call_format`), or without a tokenizer
+        "native" (each reply tells its family)."""
+        if self.prompt_format == "tooln1":
+            return "tooln1"
+        return "native" if tokenizer is None else native_call_format(tokenizer)
+
+    def render(self, tokenizer, task: dict, demos: Sequence[dict] = ()) -> str:
+        """The text that poses ``task`` (``demos`` as earlier turns): ``tokenizer``'s chat template
+        applied to `build_messages` (tooln1) or to `native_messages` with the task's tools (native,
+        as a server renders the request), generation prompt included, then ``<think>`` when
+        prefilled (`reply_prefill`). It holds any BOS token the template writes, so it is
+        tokenised without special tokens."""
+        if self.prompt_format == "tooln1":
+            messages, tools = build_messages(task, style=self.style, demos=demos), None
+        else:
+            call_format = self.call_format(tokenizer)
+            messages = native_messages(task, style=self.style, demos=demos, call_format=call_format)
+            tools = tool_schemas(task["tools"])
+        text = tokenizer.apply_chat_template(
+            messages, tools=tools, add_generation_prompt=True, tokenize=False
+        )
+        return text + self._added_prefill(tokenizer)
+
+    def reply_prefill(self, tokenizer) -> str:
+        """The opening of the reply that a rendered prompt already holds: the template's own think
+        opening, else ``<think>`` when prefilled, else "". Scoring puts it back in front of the
+        generated text."""
+        return _template_opening(tokenizer) or self._added_prefill(tokenizer)
+
+    def _added_prefill(self, tokenizer) -> str:
+        # A template that opens the think block itself (R1, a saved prefilled run) gets no second one.
+        return THINK_OPEN if self.think_prefill and not _template_opening(tokenizer) else ""
+
+    def save(self, folder: str | Path, tokenizer=None) -> None:
+        """Record the spec in ``folder`` (a saved model) for `load`. With ``tokenizer`` and a prefill
+        to add, also save a copy of it whose chat template writes ``<think>`` after the generation
+        prompt, so that a served copy (``vllm serve``) prefills as training did."""
+        payload = {
+            "prompt_style": self.style,
+            "think_prefill": self.think_prefill,
+            "prompt_format": self.prompt_format,
+        }
+        write_file(Path(folder) / RUN_PROMPT_FILE, dumps_json(payload, indent=2) + "\n")
+        if tokenizer is not None and self._added_prefill(tokenizer):
+            served = copy.copy(tokenizer)  # the caller's tokenizer keeps its own template
+            served.chat_template = tokenizer.chat_template + _PREFILL_SUFFIX
+            served.save_pretrained(folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PromptSpec | None:
+        """The spec `save` wrote in ``folder``; None when it is not a folder we saved. Keys left
+        out take their defaults."""
+        path = Path(folder) / RUN_PROMPT_FILE
+        if not path.is_file():
+            return None
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            style=saved.get("prompt_style", "plain"),
+            prompt_format=saved.get("prompt_format", "tooln1"),
+            think_prefill=saved.get("think_prefill", False),
+        )

@@ -249,11 +249,10 @@ def low_precision(preset: DemoPreset):
     return contextlib.nullcontext()
 
 
-def predict(
-    model, tokenizer, records: list[dict], conversations: list[list[dict]], preset, label
-) -> list[dict]:
-    """Greedy replies to ``conversations`` posing ``records``, scored (Tool-N1 exact match; BFCL's
-    checker): the items of `toolexpander.evaluation.scoring.evaluate_records`, in order."""
+def predict(model, tokenizer, spec, records: list[dict], prompts: list[str], preset, label) -> list[dict]:
+    """Greedy replies to ``prompts`` (rendered by ``spec``, a `PromptSpec`) posing ``records``, scored
+    (Tool-N1 exact match; BFCL's checker): the items of
+    `toolexpander.evaluation.scoring.evaluate_records`, in order."""
     from toolexpander.evaluation.generation import generate_completions
     from toolexpander.evaluation.scoring import evaluate_records
 
@@ -261,30 +260,26 @@ def predict(
         texts = generate_completions(
             model,
             tokenizer,
-            conversations,
+            prompts,
             preset.eval_max_new_tokens,
             preset.eval_batch_size,
+            reply_prefill=spec.reply_prefill(tokenizer),
             progress_label=label,
         )
     items, _ = evaluate_records(records, {r["id"]: t for r, t in zip(records, texts)})
     return items
 
 
-def accuracy(model, tokenizer, records: list[dict], conversations: list[list[dict]], preset, label) -> float:
-    items = predict(model, tokenizer, records, conversations, preset, label)
-    return sum(item["valid"] for item in items) / len(items)
+def evaluate_final(model, tokenizer, data: DemoData, spec, preset: DemoPreset, label: str) -> dict:
+    """Zero-shot accuracy per final split, posed as ``spec`` (a `PromptSpec`) says."""
+    from toolexpander.evaluation.runner import prompt_text
 
-
-def evaluate_final(model, tokenizer, data: DemoData, style: str, preset: DemoPreset, label: str) -> dict:
-    """Zero-shot accuracy per final split."""
-    from toolexpander.evaluation.runner import prompt_messages
-
-    return {
-        split: accuracy(
-            model, tokenizer, records, [prompt_messages(r, style) for r in records], preset, f"{label}: {split}"
-        )
-        for split, records in data.final.items()
-    }
+    accuracies = {}
+    for split, records in data.final.items():
+        prompts = [prompt_text(r, spec, tokenizer) for r in records]
+        items = predict(model, tokenizer, spec, records, prompts, preset, f"{label}: {split}")
+        accuracies[split] = sum(item["valid"] for item in items) / len(items)
+    return accuracies
 
 
 class HeldOutCurve:
@@ -292,25 +287,25 @@ class HeldOutCurve:
     The 2-shot demonstrations are chosen by each item's gold tool (as training chooses them): an
     oracle's figure, which says how far demonstrations carry the model, not what it does alone."""
 
-    def __init__(self, tokenizer, data: DemoData, style: str, preset: DemoPreset, label: str):
+    def __init__(self, tokenizer, data: DemoData, spec, preset: DemoPreset, label: str):
         from toolexpander.hard_sampling.demo_bank import DemoBank
-        from toolexpander.prompts import build_messages
 
         bank = DemoBank(data.demo_pool, sources=("gold",))  # fixed: gold answers only
-        self.conversations = {
-            "zero_shot": [build_messages(t, style=style) for t in data.dev],
-            "two_shot": [build_messages(t, style=style, demos=bank.select(t, 2)) for t in data.dev],
+        self.prompts = {
+            "zero_shot": [spec.render(tokenizer, t) for t in data.dev],
+            "two_shot": [spec.render(tokenizer, t, bank.select(t, 2)) for t in data.dev],
         }
-        self.tokenizer, self.records, self.preset, self.label = tokenizer, data.dev, preset, label
+        self.tokenizer, self.spec, self.records = tokenizer, spec, data.dev
+        self.preset, self.label = preset, label
         self.points: list[dict] = []
 
     def measure(self, model, step: int) -> dict:
         from toolexpander.study.breakdown import item_facts
 
         point = {"step": step}
-        for name, conversations in self.conversations.items():
+        for name, prompts in self.prompts.items():
             label = f"{self.label} step {step}: dev {name}"
-            items = predict(model, self.tokenizer, self.records, conversations, self.preset, label)
+            items = predict(model, self.tokenizer, self.spec, self.records, prompts, self.preset, label)
             point[name] = sum(item["valid"] for item in items) / len(items)
             if name == "zero_shot":  # the collapse check of the comparison study watches it
                 facts = [item_facts(record, item) for record, item in zip(self.records, items)]
@@ -357,8 +352,7 @@ def train_arm(
         bf16=cuda or preset.bf16_on_cpu,
         **(arm_training_fields(arm, preset, seed) | (overrides or {})),
     )
-    style = config.effective_prompt_style
-    curve = HeldOutCurve(tokenizer, data, style, preset, arm)
+    curve = HeldOutCurve(tokenizer, data, config.prompt_spec, preset, arm)
     trainer = ToolExpanderTrainer(
         model,
         config,
@@ -368,7 +362,7 @@ def train_arm(
         callbacks=[curve.callback()],
     )
     trainer.train()
-    return trainer.model, tokenizer, style, curve.points
+    return trainer.model, tokenizer, trainer.prompt_spec, curve.points
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -409,7 +403,7 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     """Run the whole demo; returns what ``results.json`` holds."""
     from toolexpander.demo.report import write_report
     from toolexpander.models import load_model_and_tokenizer, model_description
-    from toolexpander.prompts import prefill_think
+    from toolexpander.prompts import PromptSpec
 
     preset = PRESETS[preset_name]
     out = Path(out_dir)
@@ -420,15 +414,19 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     from toolexpander.trainer.config import default_prompt_style
 
     styles = sorted({default_prompt_style(arm_config(arm, preset)["mode"]) for arm in ARMS})
+    # The base model posed as the arms are trained.
+    specs = {style: PromptSpec(style, think_prefill=preset.think_prefill) for style in styles}
 
     clock.phase("evaluating the base model")
     started = time.time()
     base, tokenizer = load_model_and_tokenizer(model_name)
-    if preset.think_prefill:  # posed as the arms are trained
-        prefill_think(tokenizer)
-    before = {style: evaluate_final(base, tokenizer, data, style, preset, f"base/{style}") for style in styles}
+    before = {
+        style: evaluate_final(base, tokenizer, data, spec, preset, f"base/{style}")
+        for style, spec in specs.items()
+    }
     base_curve = {
-        style: HeldOutCurve(tokenizer, data, style, preset, f"base/{style}").measure(base, 0) for style in styles
+        style: HeldOutCurve(tokenizer, data, spec, preset, f"base/{style}").measure(base, 0)
+        for style, spec in specs.items()
     }
     del base
     results = {
@@ -443,11 +441,12 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     for arm in ARMS:
         clock.phase(f"training arm {arm}")
         started = time.time()
-        model, tokenizer, style, points = train_arm(arm, model_name, data, preset, out / arm, seed)
+        model, tokenizer, spec, points = train_arm(arm, model_name, data, preset, out / arm, seed)
         train_seconds = time.time() - started
         clock.phase(f"evaluating arm {arm} zero-shot")
         started = time.time()
-        after = evaluate_final(model, tokenizer, data, style, preset, f"{arm}/after")
+        after = evaluate_final(model, tokenizer, data, spec, preset, f"{arm}/after")
+        style = spec.style
         results["arms"][arm] = {
             "config": arm_config(arm, preset),
             "prompt_style": style,

@@ -1,8 +1,8 @@
 """Batched generation of chat completions with Hugging Face ``generate`` (CPU or GPU) or vLLM.
 
-Shared by evaluation, the demo and the benchmarks (the trainer generates through TRL). Prompts are rendered with the
-tokenizer's chat template and padded on the left with an attention mask, so one batch holds
-prompts of different lengths. Prompts are sorted by length before batching (less padding, and an
+Shared by evaluation, the demo and the benchmarks (the trainer generates through TRL). Prompts are
+text the chat template rendered (`toolexpander.prompts.PromptSpec.render`), padded on the left with
+an attention mask, so one batch holds prompts of different lengths. Prompts are sorted by length before batching (less padding, and an
 out-of-memory error shows on the first batch) and the completions come back in input order.
 """
 
@@ -47,29 +47,22 @@ def _sampling_kwargs(temperature: float) -> dict:
 def generate_completions(
     model,
     tokenizer,
-    messages_list: Sequence[list[dict] | str],
+    prompts: Sequence[str],
     max_new_tokens: int = 256,
     batch_size: int = 8,
     temperature: float = 0.0,
     *,
+    reply_prefill: str = "",
     progress_label: str | None = None,
 ) -> list[str]:
-    """One completion per chat in ``messages_list``, with HF ``generate``. A chat is a message list
-    or the text its template already rendered (`toolexpander.prompts.native_prompt`).
+    """One completion per rendered prompt in ``prompts``, with HF ``generate``.
 
-    Greedy by default; ``temperature > 0`` samples. The text is the reply: the new tokens, special
-    tokens removed, after what the template itself opened it with (``<think>`` when prefilled,
-    `toolexpander.prompts.generation_prefill`). ``progress_label`` shows a progress bar with ETA.
+    Greedy by default; ``temperature > 0`` samples. The text is the reply: ``reply_prefill`` (what
+    the prompt already opened the reply with, `PromptSpec.reply_prefill`), then the new tokens,
+    special tokens removed. ``progress_label`` shows a progress bar with ETA.
     """
     import torch
 
-    from toolexpander.prompts import generation_prefill
-
-    prefill = generation_prefill(tokenizer)  # the reply's opening the template wrote: part of the answer
-    prompts = [
-        m if isinstance(m, str) else tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-        for m in messages_list
-    ]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     completions = [""] * len(prompts)
     padding_side, was_training = tokenizer.padding_side, model.training
@@ -93,7 +86,7 @@ def generate_completions(
                     output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
                 )
                 for index, text in zip(batch, texts, strict=True):
-                    completions[index] = prefill + text
+                    completions[index] = reply_prefill + text
                 advance(len(batch))
     finally:
         tokenizer.padding_side = padding_side
@@ -115,28 +108,18 @@ def load_vllm(name_or_path: str, **kwargs):
 
 def generate_completions_vllm(
     llm,
-    messages_list: Sequence[list[dict] | str],
+    prompts: Sequence[str],
     max_new_tokens: int = 256,
     temperature: float = 0.0,
     *,
-    think_prefill: bool = False,
+    reply_prefill: str = "",
 ) -> list[str]:
-    """One reply per chat with vLLM's ``LLM.chat`` (its own batching; greedy at 0), as
-    `generate_completions` returns them; ``think_prefill`` opens each reply with ``<think>``.
-    Chats already rendered to text (native prompts) go to ``LLM.generate`` as token ids, so no
-    second BOS is added."""
+    """One reply per rendered prompt with vLLM's ``LLM.generate`` (its own batching; greedy at 0), as
+    `generate_completions` returns them. The prompts go as token ids, so no second BOS is added."""
     from vllm import SamplingParams
 
-    from toolexpander.prompts import generation_prefill, prefill_think
-
     tokenizer = llm.get_tokenizer()
-    if think_prefill:
-        prefill_think(tokenizer)
-    prefill = generation_prefill(tokenizer)
     params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature)
-    if messages_list and isinstance(messages_list[0], str):
-        token_prompts = [{"prompt_token_ids": tokenizer(m, add_special_tokens=False)["input_ids"]} for m in messages_list]
-        outputs = llm.generate(token_prompts, params, use_tqdm=True)
-    else:
-        outputs = llm.chat(list(messages_list), params, use_tqdm=True, chat_template=tokenizer.chat_template)
-    return [prefill + output.outputs[0].text for output in outputs]
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    outputs = llm.generate([{"prompt_token_ids": row} for row in ids], params, use_tqdm=True)
+    return [reply_prefill + output.outputs[0].text for output in outputs]

@@ -4,8 +4,8 @@ with our prompts, readers and safe dispatcher.
 For each user turn of a record (`toolexpander.tasks.bfcl_multi_turn`) the turn's messages join the
 conversation; a miss_func turn, which has none, offers its held-out functions with BFCL's message
 (`bfcl_multi_turn.ADDED_FUNCTIONS_MESSAGE`). Then, step after step, the model is posed the whole
-conversation with the tools offered so far (``render``: `toolexpander.prompts.pose`, the rendering
-training uses) and its reply is read in the run's call format. A reply with calls has them
+conversation with the tools offered so far (``render``: `toolexpander.prompts.PromptSpec.render`,
+the rendering training uses) and its reply is read in the run's call format. A reply with calls has them
 executed on the episode's own simulators (`bfcl_multi_turn.simulator_dispatcher`); they join the
 conversation as an assistant turn with ``tool_calls`` and one ``tool`` message per result, which
 the prompt format renders (the chat template's tool turns in native, ``<tool_response>`` user text

@@ -34,14 +34,7 @@ from toolexpander.data.schema import LoadResult, Problem, jsonl_rows
 from toolexpander.errors import UserError
 from toolexpander.evaluation.scoring import evaluate_episodes, evaluate_records, markdown_table
 from toolexpander.files import dumps_json, jsonl_text, write_files
-from toolexpander.prompts import (
-    PROMPT_FORMATS,
-    PROMPT_STYLES,
-    native_call_format,
-    pose,
-    prefill_think,
-    read_run_prompt,
-)
+from toolexpander.prompts import PROMPT_FORMATS, PROMPT_STYLES, PromptSpec
 from toolexpander.tasks import apibank, bfcl, bfcl_multi_turn, load_records, task_of
 
 BACKENDS = ("hf", "vllm")
@@ -96,8 +89,8 @@ class EvalConfig:
     think_prefill: bool | None = field(
         default=None,
         metadata={
-            "help": "end the generation prompt with <think> (default: as the run was trained; a run "
-            "trained with it also keeps it in its saved chat template)"
+            "help": "end the generation prompt with <think> (default: as the run was trained, read from "
+            "its folder; else off)"
         },
     )
     backend: str = field(
@@ -184,13 +177,10 @@ def load_benchmark(spec: str, data_dir: str | None = None) -> Benchmark:
     return Benchmark(path.stem, _group(result, path.stem), result.problems)
 
 
-def prompt_messages(
-    record: dict, style: str = "plain", prompt_format: str = "tooln1", tokenizer=None
-) -> list[dict] | str:
-    """The zero-shot prompt that poses ``record`` (`toolexpander.prompts.pose`: chat messages, or
-    the rendered text in native), with the tools as its task shows them (BFCL's docs as BFCL does)."""
-    record = {**record, "tools": task_of(record).prompt_tools(record)}
-    return pose(record, style=style, prompt_format=prompt_format, tokenizer=tokenizer)
+def prompt_text(record: dict, spec: PromptSpec, tokenizer) -> str:
+    """The zero-shot prompt that poses ``record`` (`PromptSpec.render`), with the tools as its task
+    shows them (BFCL's docs as BFCL does)."""
+    return spec.render(tokenizer, {**record, "tools": task_of(record).prompt_tools(record)})
 
 
 # What a predictions line holds besides its id: the field, its check and its description.
@@ -229,29 +219,31 @@ def read_predictions(
     return predictions
 
 
-def run_prompt(config: EvalConfig) -> tuple[str, bool, str]:
-    """``(prompt style, think prefill, prompt format)`` to pose ``config.model`` with: the flags
-    where given, else what the run's folder recorded (`toolexpander.prompts.save_run_prompt`),
-    else plain, no prefill, tooln1."""
-    saved = read_run_prompt(config.model) if config.model and Path(config.model).is_dir() else {}
-    style = config.prompt or saved.get("prompt_style", "plain")
-    prefill = config.think_prefill if config.think_prefill is not None else saved.get("think_prefill", False)
-    prompt_format = config.prompt_format or saved.get("prompt_format", "tooln1")
-    return style, prefill, prompt_format
+def run_prompt(config: EvalConfig) -> PromptSpec:
+    """How to pose ``config.model``: the flags where given, else what the run's folder recorded
+    (`PromptSpec.save`), else plain, tooln1, no prefill."""
+    saved = PromptSpec.load(config.model) if config.model and Path(config.model).is_dir() else None
+    saved = saved or PromptSpec()
+    return PromptSpec(
+        style=config.prompt or saved.style,
+        prompt_format=config.prompt_format or saved.prompt_format,
+        think_prefill=saved.think_prefill if config.think_prefill is None else config.think_prefill,
+    )
 
 
-def load_generator(config: EvalConfig, prefill: bool) -> tuple[Callable[..., list[str]], Any]:
+def load_generator(config: EvalConfig, spec: PromptSpec) -> tuple[Callable[..., list[str]], Any]:
     """``(generate, tokenizer)`` for ``config.model``: ``generate(prompts, label=None)`` gives one
-    reply per prompt (chat messages or rendered text) with the config's backend and sampling."""
+    reply per rendered prompt with the config's backend and sampling, opened with the reply
+    prefill ``spec`` writes into the prompt (`PromptSpec.reply_prefill`)."""
     if config.backend == "vllm":
         from toolexpander.evaluation.generation import generate_completions_vllm, load_vllm
 
         llm = load_vllm(config.model, **({"dtype": config.dtype} if config.dtype else {}))
         tokenizer = llm.get_tokenizer()
 
-        def generate(prompts: list, label: str | None = None) -> list[str]:
+        def generate(prompts: list[str], label: str | None = None) -> list[str]:
             return generate_completions_vllm(
-                llm, prompts, config.max_new_tokens, config.temperature, think_prefill=prefill
+                llm, prompts, config.max_new_tokens, config.temperature, reply_prefill=prefill
             )
 
     else:
@@ -266,7 +258,7 @@ def load_generator(config: EvalConfig, prefill: bool) -> tuple[Callable[..., lis
         except (OSError, ValueError) as error:
             raise UserError(f"cannot load model {config.model!r}: {error}") from error
 
-        def generate(prompts: list, label: str | None = None) -> list[str]:
+        def generate(prompts: list[str], label: str | None = None) -> list[str]:
             return generate_completions(
                 model,
                 tokenizer,
@@ -274,47 +266,44 @@ def load_generator(config: EvalConfig, prefill: bool) -> tuple[Callable[..., lis
                 config.max_new_tokens,
                 config.batch_size,
                 config.temperature,
+                reply_prefill=prefill,
                 progress_label=label,
             )
 
-    if prefill:
-        prefill_think(tokenizer)
+    prefill = spec.reply_prefill(tokenizer)
     return generate, tokenizer
 
 
-def _call_format(prompt_format: str, tokenizer) -> str:
+def _call_format(spec: PromptSpec, tokenizer) -> str:
     """The call format replies are read in (native: the one the model's chat template writes)."""
     try:
-        return native_call_format(tokenizer) if prompt_format == "native" else "tooln1"
+        return spec.call_format(tokenizer)
     except ValueError as error:  # a template that writes no tool calls
         raise UserError(str(error)) from error
 
 
-def generate_for(records: list[dict], config: EvalConfig) -> tuple[dict[str, str], str]:
-    """Completions of ``config.model`` for ``records``, keyed by id, and the call format they are
-    read in."""
-    style, prefill, prompt_format = run_prompt(config)
-    generate, tokenizer = load_generator(config, prefill)
-    call_format = _call_format(prompt_format, tokenizer)
-    prompts = [prompt_messages(record, style, prompt_format, tokenizer) for record in records]
+def generate_for(records: list[dict], config: EvalConfig, spec: PromptSpec) -> tuple[dict[str, str], str]:
+    """Completions of ``config.model`` posed as ``spec`` says for ``records``, keyed by id, and the
+    call format they are read in."""
+    generate, tokenizer = load_generator(config, spec)
+    call_format = _call_format(spec, tokenizer)
+    prompts = [prompt_text(record, spec, tokenizer) for record in records]
     texts = generate(prompts, f"generating ({len(records)} items)")
     return {record["id"]: text for record, text in zip(records, texts, strict=True)}, call_format
 
 
-def generate_episodes(records: list[dict], config: EvalConfig) -> tuple[dict[str, dict], str]:
+def generate_episodes(
+    records: list[dict], config: EvalConfig, spec: PromptSpec
+) -> tuple[dict[str, dict], str]:
     """The episodes of ``config.model`` on multi-turn ``records`` (`toolexpander.evaluation.
     multi_turn.run_episodes`), keyed by id, and the call format its replies were read in."""
     from toolexpander.evaluation.multi_turn import run_episodes
 
-    style, prefill, prompt_format = run_prompt(config)
-    generate, tokenizer = load_generator(config, prefill)
-    call_format = _call_format(prompt_format, tokenizer)
+    generate, tokenizer = load_generator(config, spec)
+    call_format = _call_format(spec, tokenizer)
 
     def render(record: dict) -> str:
-        prompt = prompt_messages(record, style, prompt_format, tokenizer)
-        if isinstance(prompt, str):
-            return prompt
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return prompt_text(record, spec, tokenizer)
 
     def fits(prompt: str) -> bool:
         length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -360,7 +349,7 @@ def write_outputs(out: str | Path, items: list[dict], results: dict) -> None:
 
 
 def _score_multi_turn(
-    config: EvalConfig, records: list[dict], known_ids: set[str]
+    config: EvalConfig, records: list[dict], known_ids: set[str], spec: PromptSpec | None
 ) -> tuple[list[dict], dict, str | None]:
     """Items, results and call format of a multi-turn benchmark, from the model's episodes or the
     predictions file (whose calls come structured: no call format)."""
@@ -374,7 +363,7 @@ def _score_multi_turn(
             "only BFCL's multi-turn episodes run with a model (their tools are simulated); score other "
             "episodes with --predictions"
         )
-    episodes, call_format = generate_episodes(records, config)
+    episodes, call_format = generate_episodes(records, config, spec)
     items, results = evaluate_episodes(records, {i: episode["turns"] for i, episode in episodes.items()})
     for item in items:
         episode = episodes[item["id"]]
@@ -393,15 +382,16 @@ def run_eval(config: EvalConfig) -> dict:
     records = [record for records in categories.values() for record in records]
     if not records:
         raise UserError(f"{config.bench} holds no usable records")
+    spec = run_prompt(config) if config.model is not None else None
     if any(task_of(record).multi_turn for record in records):
-        items, results, call_format = _score_multi_turn(config, records, known_ids)
+        items, results, call_format = _score_multi_turn(config, records, known_ids, spec)
     else:
         if config.predictions is not None:
             completions = read_predictions(config.predictions, known_ids, config.bench)
             # Predictions made elsewhere: a native reply's family is told by the reply itself.
-            call_format = "native" if config.prompt_format == "native" else "tooln1"
+            call_format = PromptSpec(prompt_format=config.prompt_format or "tooln1").call_format()
         else:
-            completions, call_format = generate_for(records, config)
+            completions, call_format = generate_for(records, config, spec)
         items, results = evaluate_records(records, completions, call_format)
     if config.limit is not None:
         results["notes"].append(
@@ -413,9 +403,10 @@ def run_eval(config: EvalConfig) -> dict:
         )
     results["rejected_inputs"] = [str(problem) for problem in benchmark.problems]
     results["config"] = dataclasses.asdict(config)
-    if config.model is not None:
-        style, prefill, prompt_format = run_prompt(config)
-        results["config"].update(prompt=style, think_prefill=prefill, prompt_format=prompt_format)
+    if spec is not None:
+        results["config"].update(
+            prompt=spec.style, think_prefill=spec.think_prefill, prompt_format=spec.prompt_format
+        )
     results["config"]["call_format"] = call_format
     for problem in benchmark.problems:
         print(f"rejected input: {problem}", file=sys.stderr)

@@ -66,7 +66,7 @@ class DemoBank:
     ``tasks`` are records (`toolexpander.data.schema`); those whose ``answer`` is None have
     no gold answer and are left out. A demonstration is ``{"query", "completion",
     "source_id", "kind"}`` with ``kind`` "gold" or "rollout", ready for
-    `toolexpander.prompts.pose` in either prompt format: a gold one also carries its ``calls``
+    `toolexpander.prompts.PromptSpec.render` in either prompt format: a gold one also carries its ``calls``
     and ``think``, which a native prompt hands the chat template as structured ``tool_calls``; a
     rollout is the policy's own reply, shown as it wrote it.
     """

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.hard_sampling.policy import HardSampleTracker
-from toolexpander.prompts import pose
+from toolexpander.prompts import PromptSpec
 
 
 def group_slots(process_index: int, n_local: int, num_generations: int) -> list[int]:
@@ -46,19 +46,17 @@ class HardSampler:
         tracker: HardSampleTracker,
         bank: DemoBank,
         *,
-        style: str = "plain",
+        spec: PromptSpec | None = None,
+        tokenizer=None,
         use_demos: bool = True,
         demo_rollouts: int | None = None,
-        prompt_format: str = "tooln1",
-        tokenizer=None,
     ):
         if demo_rollouts is not None and demo_rollouts < 1:
             raise ValueError(f"demo_rollouts must be at least 1 (or None for all), got {demo_rollouts}")
         self.tasks = {task["id"]: task for task in tasks}
         self.tracker = tracker
         self.bank = bank
-        self.style = style
-        self.prompt_format, self.tokenizer = prompt_format, tokenizer  # native renders with the tokenizer
+        self.spec, self.tokenizer = spec, tokenizer  # the run's: what `prompt_for` renders with
         self.use_demos = use_demos  # False for the baselines: track hardness, never show demos
         self.demo_rollouts = demo_rollouts  # None: every rollout of a hard item's group has demos
 
@@ -76,12 +74,12 @@ class HardSampler:
             return self.tracker.schedule.start  # hard until its zero-shot rollouts say otherwise
         return self.tracker.shots_for(item_id)
 
-    def prompt_for(self, item_id: str, shots: int | None = None) -> list[dict] | str:
-        """The prompt for an item (`toolexpander.prompts.pose`), with its current number of demonstrations."""
+    def prompt_for(self, item_id: str, shots: int | None = None) -> str:
+        """The prompt text for an item (`PromptSpec.render`), with its current number of demonstrations."""
         task = self.tasks[item_id]
         shots = self.shots_for(item_id) if shots is None else shots
         demos = self.bank.select(task, shots) if shots else ()
-        return pose(task, style=self.style, demos=demos, prompt_format=self.prompt_format, tokenizer=self.tokenizer)
+        return self.spec.render(self.tokenizer, task, demos)
 
     def observe(
         self,

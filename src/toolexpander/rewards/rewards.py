@@ -43,7 +43,7 @@ RewardFunc = Callable[..., list[float]]
 
 def with_prefill(completion: Any, prefill: str) -> Any:
     """``completion`` with ``prefill`` (what the chat template wrote after the generation prompt,
-    e.g. ``<think>``: `toolexpander.prompts.generation_prefill`) put back in front of its text."""
+    e.g. ``<think>``: `toolexpander.prompts.PromptSpec.reply_prefill`) put back in front of its text."""
     if not prefill:
         return completion
     if isinstance(completion, str):

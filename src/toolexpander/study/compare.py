@@ -234,10 +234,10 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
     import torch
 
     from toolexpander.demo.run import HeldOutCurve, predict, train_arm
-    from toolexpander.evaluation.runner import prompt_messages, write_outputs
+    from toolexpander.evaluation.runner import prompt_text, write_outputs
     from toolexpander.evaluation.scoring import summarize
     from toolexpander.models import load_model_and_tokenizer
-    from toolexpander.prompts import prefill_think, save_run_prompt
+    from toolexpander.prompts import PromptSpec
     from toolexpander.study.breakdown import breakdown, gold_tool, leaked_ids
     from toolexpander.study.sdft import train_sdft
     from toolexpander.study.sft import train_sft
@@ -252,17 +252,15 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
     cuda = torch.cuda.is_available()
     if spec.kind in ("rl", "sft_then_rl"):
         start = str(seed_dir / "sft" / "model") if spec.kind == "sft_then_rl" else study.model
-        model, tokenizer, style, curve = train_arm(
+        model, tokenizer, prompt_spec, curve = train_arm(
             spec.arm, start, data, preset, arm_dir, seed, spec.overrides
         )
     else:
         model, tokenizer = load_model_and_tokenizer(
             study.model, dtype=torch.bfloat16 if cuda else torch.float32
         )
-        if preset.think_prefill:
-            prefill_think(tokenizer)
-        style = "plain"
-        held_out = HeldOutCurve(tokenizer, data, style, preset, spec.name)
+        prompt_spec = PromptSpec(think_prefill=preset.think_prefill)
+        held_out = HeldOutCurve(tokenizer, data, prompt_spec, preset, spec.name)
         if spec.kind == "base":  # the other arms' curves start from this point
             held_out.measure(model, 0)
         if spec.kind in ("sft", "sdft"):
@@ -271,7 +269,7 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
                 "batch_size": preset.prompts_per_step,
                 "learning_rate": spec.overrides.get("learning_rate", preset.learning_rate),
                 "seed": seed,
-                "style": style,
+                "prompt_spec": prompt_spec,
                 "bf16": cuda or preset.bf16_on_cpu,  # autocast on the CPU, as the RL arms train
                 "use_cpu": not cuda,
                 "callbacks": [held_out.callback()],
@@ -298,16 +296,18 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
             if spec.name == "sft":  # the start of the sft_then_* arms
                 model.save_pretrained(arm_dir / "model")
                 tokenizer.save_pretrained(arm_dir / "model")
-                save_run_prompt(arm_dir / "model", style=style, think_prefill=preset.think_prefill)
+                prompt_spec.save(arm_dir / "model", tokenizer)
         curve = held_out.points
     train_seconds = time.time() - started
     started = time.time()
     seen = data.train + data.demo_pool
-    result = {"arm": spec.arm, "overrides": spec.overrides, "prompt_style": style, "splits": {}}
+    result = {"arm": spec.arm, "overrides": spec.overrides, "prompt_style": prompt_spec.style, "splits": {}}
     model.eval()
     for split, records in splits.items():
-        conversations = [prompt_messages(record, style) for record in records]
-        items = predict(model, tokenizer, records, conversations, preset, f"seed {seed} {spec.name}: {split}")
+        prompts = [prompt_text(record, prompt_spec, tokenizer) for record in records]
+        items = predict(
+            model, tokenizer, prompt_spec, records, prompts, preset, f"seed {seed} {spec.name}: {split}"
+        )
         summary = summarize(items)
         write_outputs(arm_dir / "eval" / split, items, summary)
         leaked = leaked_ids(records, seen) if split != "bfcl_non_live" else set()

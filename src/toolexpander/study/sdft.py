@@ -5,10 +5,10 @@ zero-shot prompt; the teacher is the same model, frozen at the start of training
 demonstrations; the student is trained towards the teacher's next-token distribution at every
 token of its own replies (TRL's default top-k logit divergence). No reward is used.
 
-The prompts are ours: the student's is `build_messages(record)`, rendered by the chat template as
-evaluation and the other arms render it (with the ``<think>`` prefill when the tokenizer has it);
-the teacher's is `build_messages(record, demos=...)` with two gold demonstrations from the
-demonstration pool (`DemoBank`, gold answers only), as the hard-sampling arms pose a hard item.
+The prompts are ours, text a `PromptSpec` renders as evaluation and the other arms render it (with
+the ``<think>`` prefill when the run uses one): the student's is the zero-shot prompt, the
+teacher's the same with two gold demonstrations from the demonstration pool (`DemoBank`, gold
+answers only), as the hard-sampling arms pose a hard item.
 
 TRL composes a teacher prompt from the student's with ``teacher_prompt_template``
 (``"{prompt}\\n\\n{privileged_context}"``, which must hold both): the student's last user turn
@@ -20,25 +20,25 @@ dataset's ``privileged_context`` holds the teacher's whole conversation, and
 
 from __future__ import annotations
 
-from toolexpander.prompts import build_messages
+from toolexpander.prompts import PromptSpec
 from toolexpander.study.sft import training_args
 
 SHOTS = 2  # demonstrations the teacher reads: the hard-sampling arms' fixed 2 shots
 
 
 def sdft_rows(
-    records: list[dict], demo_pool: list[dict], style: str = "plain", shots: int = SHOTS
+    records: list[dict], demo_pool: list[dict], tokenizer, spec: PromptSpec, shots: int = SHOTS
 ) -> list[dict]:
-    """``{"prompt", "privileged_context"}`` rows of TRL's SDFT dataset, conversational: the student's
-    zero-shot messages, and the teacher's messages with ``shots`` gold demonstrations from
+    """``{"prompt", "privileged_context"}`` rows of TRL's SDFT dataset, as rendered text: the
+    student's zero-shot prompt, and the teacher's with ``shots`` gold demonstrations from
     ``demo_pool`` (the record itself is never its own demonstration)."""
     from toolexpander.hard_sampling.demo_bank import DemoBank
 
     bank = DemoBank(demo_pool, sources=("gold",))
     return [
         {
-            "prompt": build_messages(record, style=style),
-            "privileged_context": build_messages(record, style=style, demos=bank.select(record, shots)),
+            "prompt": spec.render(tokenizer, record),
+            "privileged_context": spec.render(tokenizer, record, bank.select(record, shots)),
         }
         for record in records
     ]
@@ -50,21 +50,17 @@ def train_sdft(
     records: list[dict],
     demo_pool: list[dict],
     *,
-    output_dir: str,
-    steps: int,
     batch_size: int,
     num_generations: int,
     max_completion_length: int,
     temperature: float,
-    learning_rate: float,
-    seed: int,
-    style: str = "plain",
+    prompt_spec: PromptSpec,
     shots: int = SHOTS,
-    bf16: bool = False,
-    use_cpu: bool = False,
     callbacks: list | None = None,
+    **training,
 ):
-    """Train ``model`` for ``steps`` optimizer steps; returns the trainer.
+    """Train ``model`` for ``steps`` optimizer steps; returns the trainer. ``training``: the fields
+    of `toolexpander.study.sft.training_args` (``steps`` among them), as `train_sft` takes them.
 
     The budget is the RL arms' (`toolexpander.demo.run.arm_training_fields`): each step poses
     ``batch_size`` items (the records cycle in epochs) and the student samples ``num_generations``
@@ -75,8 +71,13 @@ def train_sdft(
     from datasets import Dataset
     from trl.experimental.sdft import SDFTConfig, SDFTTrainer
 
+    class TextPromptSDFT(SDFTTrainer):
+        def _tokenize_prompts(self, prompts):
+            # Text the chat template rendered (`PromptSpec.render`): it holds any BOS token already.
+            return self.processing_class(text=prompts, add_special_tokens=False)["input_ids"]
+
     config = SDFTConfig(
-        **training_args(output_dir, steps, learning_rate, seed, bf16, use_cpu),
+        **training_args(**training),
         per_device_train_batch_size=batch_size * num_generations,
         num_generations=num_generations,
         max_completion_length=max_completion_length,
@@ -84,10 +85,10 @@ def train_sdft(
         max_prompt_length=None,
         temperature=temperature,
     )
-    trainer = SDFTTrainer(
+    trainer = TextPromptSDFT(
         model=model,
         args=config,
-        train_dataset=Dataset.from_list(sdft_rows(records, demo_pool, style, shots)),
+        train_dataset=Dataset.from_list(sdft_rows(records, demo_pool, tokenizer, prompt_spec, shots)),
         processing_class=tokenizer,
         callbacks=callbacks,
     )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import GRPOConfig
 
-from toolexpander.prompts import PROMPT_FORMATS
+from toolexpander.prompts import PROMPT_FORMATS, PromptSpec
 from toolexpander.tasks.suite import LEVELS, SPLITS
 
 MODES = ("toolexpander", "grpo", "dapo_filter", "hard_sampling_only", "self_exemplify_only")
@@ -125,7 +125,7 @@ class ToolExpanderConfig(GRPOConfig):
         default=False,
         metadata={
             "help": "End the generation prompt with <think>, so every reply starts inside the think block "
-            "the reward asks for (saved with the tokenizer; evaluation and serving prefill alike). Helps "
+            "the reward asks for (saved with the run; evaluation and serving prefill alike). Helps "
             "small models that skip <think> (SmolLM2-135M: easy-level 2-shot accuracy 25 -> 50 percent, "
             "README)."
         },
@@ -356,8 +356,10 @@ class ToolExpanderConfig(GRPOConfig):
         return MODE_FEATURES[self.mode][1]
 
     @property
-    def effective_prompt_style(self) -> str:
-        return self.prompt_style or default_prompt_style(self.mode)
+    def prompt_spec(self) -> PromptSpec:
+        """How this run poses its tasks: the prompt style (default: the mode's), format and prefill."""
+        style = self.prompt_style or default_prompt_style(self.mode)
+        return PromptSpec(style, self.prompt_format, self.think_prefill)
 
     @property
     def demo_source_list(self) -> list[str]:

@@ -33,7 +33,7 @@ import inspect
 import torch
 from torch import nn
 
-__all__ = ["group_rows", "shared_prompt_cache", "shared_prompt_logps", "shared_prompt_logps_and_entropies"]
+__all__ = ["group_rows", "shared_prompt_cache", "shared_prompt_logps_and_entropies"]
 
 
 def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,27 +72,6 @@ def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[tor
         torch.tensor(unique_index, dtype=torch.long, device=device),
         torch.tensor(row_to_unique, dtype=torch.long, device=device),
     )
-
-
-def shared_prompt_logps(
-    model: nn.Module,
-    prompt_ids: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    completion_ids: torch.Tensor,
-    completion_mask: torch.Tensor,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """Per-token log-probs ``[B, C]`` of ``completion_ids`` given their (left-padded) prompts.
-
-    The same numbers as the plain path (``model(cat([prompt, completion]))``, logits of the
-    ``C`` positions before each completion token divided by ``temperature``, log-softmax, gather),
-    with each distinct prompt encoded once: see `shared_prompt_logps_and_entropies`, of which this
-    is the log-probs. Raises ``ValueError`` for what it cannot serve (see the module's docstring).
-    """
-    logps, _ = shared_prompt_logps_and_entropies(
-        model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature=temperature
-    )
-    return logps
 
 
 def shared_prompt_logps_and_entropies(

@@ -25,13 +25,13 @@ signatures `tests/test_trl_canary.py` pins:
   hands transformers' `generate` the expanded KV cache (`trainer.shared_prompt.shared_prompt_cache`);
 - `training_step(model, inputs, num_items_in_batch)` and `_prepare_inputs(generation_batch)`: where a
   step's time goes (`STEP_PARTS`, logged as ``time/<part>_s`` next to TRL's ``step_time``);
-- `_tokenize_prompts(prompts)`: a native prompt is text the chat template rendered (BOS included),
-  so it is tokenised without adding special tokens;
-- `_calculate_rewards(...)`: the rewards score each reply with what the template prefilled
+- `_tokenize_prompts(prompts)`: every prompt is text the run's `PromptSpec` rendered (chat template
+  and any think prefill, BOS included), so it is tokenised without adding special tokens;
+- `_calculate_rewards(...)`: the rewards score each reply with the opening its prompt prefilled
   (`think_prefill`); TRL returns them gathered over all processes; we gather ids, completions and
   the input columns ``shots`` and ``origin`` (set when the rows are posed) the same way: the pass's
   groups, which the generation step hands whole to the `HardSampler`;
-- `_save`: the saved model records the prompt it was trained with (`toolexpander_prompt.json`);
+- `_save`: the saved model records the prompt it was trained with (`PromptSpec.save`);
 - `_save_checkpoint` / `_load_optimizer_and_scheduler`: the hard-sampling state travels with
   every checkpoint (the same hooks TRL uses for its own entropy-controller state); a checkpoint
   without it is refused unless `resume_without_hard_sampling_state`;
@@ -78,7 +78,7 @@ from toolexpander.hard_sampling.selection import (
     reroll_groups,
     zero_variance_groups,
 )
-from toolexpander.prompts import generation_prefill, native_call_format, pose, prefill_think, save_run_prompt
+from toolexpander.prompts import PromptSpec
 from toolexpander.rewards import completion_text, get_reward, with_prefill
 from toolexpander.trainer.config import ToolExpanderConfig
 from toolexpander.trainer.loss import aggregate, row_share
@@ -107,14 +107,14 @@ _RIGHT_PADDED = (
 )
 
 
-def tasks_to_dataset(tasks: list[dict], style: str, prompt_format: str = "tooln1", tokenizer=None):
-    """A `datasets.Dataset` TRL can sample: the zero-shot prompt (`toolexpander.prompts.pose`), the
+def tasks_to_dataset(tasks: list[dict], spec: PromptSpec, tokenizer):
+    """A `datasets.Dataset` TRL can sample: the zero-shot prompt as text (`PromptSpec.render`), the
     id, the answer as JSON text (Arrow cannot hold per-item argument schemas)."""
     from datasets import Dataset
 
     return Dataset.from_dict(
         {
-            "prompt": [pose(t, style=style, prompt_format=prompt_format, tokenizer=tokenizer) for t in tasks],
+            "prompt": [spec.render(tokenizer, t) for t in tasks],
             "id": [task["id"] for task in tasks],
             "answer": [json.dumps(task["answer"]) for task in tasks],
         }
@@ -250,26 +250,20 @@ class ToolExpanderTrainer(GRPOTrainer):
         demo_pool: list[dict] | None = None,
         **kwargs,
     ):
-        style = args.effective_prompt_style
-        tokenizer, call_format = kwargs.get("processing_class"), "tooln1"
-        if args.prompt_format == "native":
-            if tokenizer is None:
-                raise ValueError("prompt_format native needs processing_class: its chat template renders the tools")
-            call_format = native_call_format(tokenizer)
-            if args.think_prefill:  # native prompts are rendered now, so the template must prefill already
-                prefill_think(tokenizer)
+        tokenizer = kwargs.get("processing_class")
+        if tokenizer is None:
+            raise ValueError("ToolExpanderTrainer needs processing_class: its chat template renders prompts")
+        self.prompt_spec = args.prompt_spec
         super().__init__(
             model=model,
-            reward_funcs=build_reward_funcs(args, call_format),
+            reward_funcs=build_reward_funcs(args, self.prompt_spec.call_format(tokenizer)),
             args=args,
-            train_dataset=tasks_to_dataset(train_tasks, style, args.prompt_format, tokenizer),
+            train_dataset=tasks_to_dataset(train_tasks, self.prompt_spec, tokenizer),
             **kwargs,
         )
         self.add_callback(MetricsFile())
-        if args.think_prefill:
-            prefill_think(self.processing_class)
-        # What the template writes of each reply (<think> when prefilled): the rewards score it too.
-        self._prefill = generation_prefill(self.processing_class)
+        # What each prompt writes of its reply (<think> when prefilled): the rewards score it too.
+        self._prefill = self.prompt_spec.reply_prefill(tokenizer)
         schedule = ShotSchedule(
             start=args.shots_start,
             step=args.shots_step,
@@ -283,11 +277,10 @@ class ToolExpanderTrainer(GRPOTrainer):
             train_tasks,
             HardSampleTracker(schedule),
             bank,
-            style=style,
+            spec=self.prompt_spec,
+            tokenizer=tokenizer,
             use_demos=args.uses_hard_sampling,
             demo_rollouts=args.demo_rollouts_per_group,
-            prompt_format=args.prompt_format,
-            tokenizer=self.processing_class,
         )
         self._captured_logps: torch.Tensor | None = None
         # (model, gradients recorded) the shared prompt cannot serve, and why: the plain path serves them.
@@ -481,9 +474,8 @@ class ToolExpanderTrainer(GRPOTrainer):
         return output
 
     def _tokenize_prompts(self, prompts: list):
-        if prompts and isinstance(prompts[0], str):  # native: rendered by the template, BOS included
-            return self.processing_class(text=prompts, add_special_tokens=False)["input_ids"], None, {}
-        return super()._tokenize_prompts(prompts)
+        # Text the chat template rendered (`PromptSpec.render`): it holds any BOS token already.
+        return self.processing_class(text=prompts, add_special_tokens=False)["input_ids"], None, {}
 
     def _generate_single_turn(
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
@@ -780,12 +772,7 @@ class ToolExpanderTrainer(GRPOTrainer):
     def _save(self, output_dir: str | None = None, state_dict=None):
         super()._save(output_dir, state_dict)
         if self.args.should_save:  # `toolexpander eval --model RUN_DIR` reads how the model was prompted
-            save_run_prompt(
-                output_dir or self.args.output_dir,
-                style=self.args.effective_prompt_style,
-                think_prefill=bool(self._prefill),
-                prompt_format=self.args.prompt_format,
-            )
+            self.prompt_spec.save(output_dir or self.args.output_dir, self.processing_class)
 
     # -- resume: the hard-sampling state is part of every checkpoint ---------------------------
     def _save_checkpoint(self, model, trial):
