@@ -29,11 +29,18 @@ paths sampled alike from one seed (bfloat16 rounding may tip a draw, after which
     python benchmarks/step_cost.py [--settings demo paper] [--repeats 2] [--threads 1] [--layers 30]
     python benchmarks/step_cost.py --device cuda --model qwen2.5-0.5b-random --settings gpu
 
-Figures, CPU (``demo``, ``paper``): not yet measured. GPU, one H200 (torch 2.11, transformers 5.17,
-2026-12-04, nothing else on it), ``--device cuda --model qwen2.5-0.5b-random --settings gpu --repeats 3``:
-loss 0.437 s plain, 0.253 s shared (1.73x); whole step 9.14 s, 8.68 s (1.05x): on the GPU the step
-is HF ``generate``'s 256 decode steps (8.7 of 9.1 s), which sharing the prompt does not shorten;
-0.987 of the reply tokens sampled alike. Never run as a test.
+Figures, CPU: this project's 2-core box (AMD EPYC), ``--threads 2``, nothing else running,
+2026-12-04, one run: ``--settings demo`` (30 layers, 2 repeats) loss 82.0 s plain, 11.2 s shared wall
+(7.3x; CPU time 143.0 / 21.9 s), whole step 99.1 / 22.6 s (4.4x); ``--settings paper --layers 12``
+(at 30 layers the plain pass would need about 26 GB, `shared_prompt_loss.py`, more than the box's
+24; 2 repeats) loss 157.4 / 19.4 s (8.1x), whole step 193.6 / 52.4 s (3.7x). The plain loss here is
+more than twice `shared_prompt_loss.py`'s plain path at the same shapes (36 s, no fused head): TRL's
+fused LM head, off Triton, scores every prompt position too. Reply tokens sampled alike: 0.842 /
+0.863. GPU, one H200 (torch 2.11, transformers 5.17, 2026-12-04, nothing else on it), ``--device
+cuda --model qwen2.5-0.5b-random --settings gpu --repeats 3``: loss 0.437 s plain, 0.253 s shared
+(1.73x); whole step 9.14 s, 8.68 s (1.05x): on the GPU the step is HF ``generate``'s 256 decode
+steps (8.7 of 9.1 s), which sharing the prompt does not shorten; 0.987 of the reply tokens sampled
+alike. Never run as a test.
 """
 
 from __future__ import annotations
