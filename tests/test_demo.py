@@ -25,7 +25,9 @@ def test_quick_demo_writes_the_report(tmp_path):
         assert set(stats["splits_before"]) == set(stats["splits_after"]) == splits, arm
         assert all(0.0 <= v <= 1.0 for v in stats["splits_after"].values())
         # A learning curve: the base point, then one every `curve_every` steps, zero-shot and 2-shot.
-        assert [p["step"] for p in stats["curve"]] == list(range(0, preset["steps"] + 1, preset["curve_every"]))
+        assert [p["step"] for p in stats["curve"]] == list(
+            range(0, preset["steps"] + 1, preset["curve_every"])
+        )
         assert all(0.0 <= p["zero_shot"] <= 1.0 and 0.0 <= p["two_shot"] <= 1.0 for p in stats["curve"])
         assert stats["rollouts"] == results["rollouts_per_arm"]
         assert stats["groups"] == preset["steps"] * preset["prompts_per_step"]
@@ -33,7 +35,14 @@ def test_quick_demo_writes_the_report(tmp_path):
     arms = results["arms"]
     assert arms["grpo"]["demo_rollouts"] == 0 and arms["hard_sampling"]["demo_rollouts"] > 0
     assert arms["hard_sampling"]["swapped_share"] == 0 < arms["carry_over"]["swapped_share"]
-    for name in ("report.md", "curves.png", "reward.png", "hard_ratio.png", "demo_share.png", "zero_shot_rollouts.png"):
+    for name in (
+        "report.md",
+        "curves.png",
+        "reward.png",
+        "hard_ratio.png",
+        "demo_share.png",
+        "zero_shot_rollouts.png",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     report = (tmp_path / "report.md").read_text()
     assert all(f"| {arm} |" in report for arm in arms) and "![curves.png](curves.png)" in report
@@ -67,7 +76,9 @@ def test_the_report_gives_each_after_figure_its_interval(tmp_path):
         "arms": {"carry": stats},
     }
     write_report(results, tmp_path)
-    row = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| carry |"))
+    row = next(
+        line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| carry |")
+    )
     assert "0.0 -> 18.3 [12.4, 26.2] | 0.0 -> 66.7 [30.0, 90.3] |" in row
 
 
@@ -91,3 +102,23 @@ def test_the_cpu_recipe_is_the_demo_carry_over_arm(capsys):
         assert getattr(config, name) == getattr(demo_config, name), name
     assert (script_args.suite_level, script_args.max_train_items) == (preset.suite_level, preset.train_items)
     assert model_args.model_name_or_path == SMOLLM2_HUB_ID and config.use_cpu and config.bf16
+
+
+def test_the_demo_trains_sft_then_rl_from_its_sft_arm(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--quick", "--model", tiny_model_dir, "--out", str(out)]
+    assert main([*args, "--arms", "sft", "sft_then_carry_over"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["arms"]) == ["sft", "sft_then_carry_over"]
+    sft, rl = results["arms"]["sft"], results["arms"]["sft_then_carry_over"]
+    assert (
+        sft["groups"] == 0
+        and rl["groups"] == results["preset"]["steps"] * results["preset"]["prompts_per_step"]
+    )
+    assert (out / "sft" / "model" / "config.json").is_file()  # where sft_then_carry_over started
+    assert "| sft_then_carry_over |" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main([*args, "--arms", "sft_then_carry_over", "sft"]) == 2
+    assert "list sft before it" in capsys.readouterr().err
+    assert main([*args, "--arms", "base"]) == 2
+    assert "unknown demo arms base" in capsys.readouterr().err

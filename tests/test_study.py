@@ -303,9 +303,10 @@ def test_compare_runs_arms_by_seeds_resumes_and_keeps_every_prediction(tiny_mode
                 (out / f"seed{seed}" / name / "eval" / "easy_test" / "items.jsonl").read_text().splitlines()
             )
             assert len(items) == 6 and all("completion" in json.loads(line) for line in items)
-    # The SFT -> RL arm starts from each seed's SFT model; the RL arm from the base model.
+    # The SFT -> RL arm starts from each seed's SFT model; every other arm from the base model.
     assert sorted(starts) == sorted(
-        [("carry_over", tiny_model_dir), ("sft_then_carry_over", str(out / "seed3" / "sft" / "model"))]
+        [(arm, tiny_model_dir) for arm in ("base", "sft", "sdft", "carry_over")]
+        + [("sft_then_carry_over", str(out / "seed3" / "sft" / "model"))]
     )
     report = (out / "results.md").read_text()
     assert all(f"| {name} |" in report for name in results["arms"])

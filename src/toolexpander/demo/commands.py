@@ -9,7 +9,8 @@ def register(subparsers) -> None:
     from toolexpander.demo.run import PRESETS
 
     parser = subparsers.add_parser(
-        "demo", help="Train SmolLM2-135M three ways (GRPO, hard sampling, hard sampling with carry-over) and report zero-shot accuracy."
+        "demo",
+        help="Train SmolLM2-135M three ways (GRPO, hard sampling, hard sampling with carry-over) and report zero-shot accuracy.",
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="run size (default: cpu)")
     parser.add_argument(
@@ -19,6 +20,13 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default=SMOLLM2_HUB_ID, help="base model: hub id, local folder or .gguf")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=None,
+        help="arms to train, in order (default: grpo hard_sampling carry_over; any arm of "
+        "`toolexpander compare`, e.g. sft carry_over sft_then_carry_over)",
+    )
+    parser.add_argument(
         "--print-recipe",
         action="store_true",
         help="print the carry-over arm of the preset as a `toolexpander train --config` recipe and exit",
@@ -27,10 +35,10 @@ def register(subparsers) -> None:
 
 
 def run(args, extra: list[str]) -> int:
-    from toolexpander.demo.run import recipe_text, run_demo
+    from toolexpander.demo.run import DEFAULT_ARMS, recipe_text, run_demo
 
     if args.print_recipe:
         print(recipe_text(args.preset, seed=args.seed), end="")
         return 0
-    run_demo(args.preset, args.out, model_name=args.model, seed=args.seed)
+    run_demo(args.preset, args.out, model_name=args.model, seed=args.seed, arms=args.arms or DEFAULT_ARMS)
     return 0

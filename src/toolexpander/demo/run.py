@@ -30,7 +30,7 @@ from rich.console import Console
 from toolexpander.errors import UserError
 from toolexpander.files import dumps_json, write_file
 from toolexpander.models import SMOLLM2_HUB_ID
-from toolexpander.study.arms import rl_fields
+from toolexpander.study.arms import ARMS, rl_fields
 
 console = Console()
 
@@ -48,7 +48,7 @@ class DemoPreset:
     num_generations: int
     demo_rollouts: int  # m of G rollouts posed with demonstrations in the carry-over arm
     max_completion_length: int
-    learning_rate: float
+    learning_rate: float  # the RL arms' and sdft's
     curve_every: int  # steps between two points of the held-out curves
     eval_items: int  # per split of the level trained on
     full_suite_items: int  # of the full suite's test split
@@ -59,6 +59,9 @@ class DemoPreset:
     # The carry-over arm's lambda. 3: 37.5 % zero-shot on 48 held-out train items after 16 cpu-preset
     # steps, against 22.9 % with 1; the gpu preset has not been tuned (no GPU was lent yet).
     carry_over_nll_coef: float = 3.0
+    # The sft arms': 58.3 % zero-shot on dev items against 37.5 / 29.2 % at 3e-5 / 1e-5
+    # (studies/dev-tuning.yaml, suite seed 0, docs/study/dev-tuning/).
+    sft_learning_rate: float = 1e-4
     shots: int = 2  # SPEC §4/§5: the 135M model follows two turn demonstrations
     bf16_on_cpu: bool = True  # autocast: about half the CPU time on CPUs with AVX512-BF16/AMX (SPEC §5)
     think_prefill: bool = True  # replies start inside <think>: SmolLM2-135M often skips it (SPEC §5)
@@ -132,7 +135,20 @@ PRESETS = {
     ),
 }
 
-ARMS = ("grpo", "hard_sampling", "carry_over")
+# The arms the README's demo figures come from; `--arms` runs any of `toolexpander.study.arms`.
+DEFAULT_ARMS = ("grpo", "hard_sampling", "carry_over")
+
+
+def check_arms(arms: list[str]) -> None:
+    """UserError unless ``arms`` are trainable arms of `toolexpander.study.arms` in an order that
+    trains ``sft`` before the sft_then_* arms that start from it (the base model is always scored)."""
+    unknown = [arm for arm in arms if arm not in ARMS or arm == "base"]
+    if unknown:
+        choices = ", ".join(arm for arm in ARMS if arm != "base")
+        raise UserError(f"unknown demo arms {', '.join(unknown)}; choose from {choices}")
+    for i, arm in enumerate(arms):
+        if ARMS[arm].kind == "sft_then_rl" and "sft" not in arms[:i]:
+            raise UserError(f"arm {arm} starts from the sft arm's model: list sft before it")
 
 
 def arm_config(arm: str, preset: DemoPreset) -> dict:
@@ -235,7 +251,10 @@ def demo_data(preset: DemoPreset, seed: int) -> DemoData:
         final["full_suite_test"] = build_suite(seed)["test"][: preset.full_suite_items]
     try:
         final["bfcl_simple_python"] = load_benchmark("bfcl:simple_python").records()[: preset.bfcl_items]
-    except (UserError, ImportError) as error:  # bfcl-eval or its data missing: the suite still tells the story
+    except (
+        UserError,
+        ImportError,
+    ) as error:  # bfcl-eval or its data missing: the suite still tells the story
         console.print(f"[yellow]BFCL subset skipped: {error}[/]")
     return DemoData(train_split[: preset.train_items], train_split[: -preset.dev_items], dev, final)
 
@@ -334,23 +353,45 @@ def train_arm(
     run_dir: Path,
     seed: int,
     overrides: dict | None = None,
+    save_model: bool = False,
 ):
-    """Train the RL ``arm`` (`toolexpander.study.arms`) from ``model_name`` into ``run_dir``, with the
-    held-out curve; ``overrides``: `ToolExpanderConfig` fields set on top of the arm's."""
+    """Train ``arm`` (any arm of `toolexpander.study.arms`) from ``model_name`` into ``run_dir``,
+    with the held-out curve: ``(model, tokenizer, prompt spec, curve points)``. ``overrides``:
+    `ToolExpanderConfig` fields set on top of an RL arm's (``learning_rate`` alone for sft and
+    sdft); ``save_model``: the trained model also goes to ``run_dir/model`` (where the sft_then_*
+    arms start). ``base`` trains nothing: its curve is the step-0 point."""
     import torch
 
     from toolexpander.models import load_model_and_tokenizer
+
+    overrides = overrides or {}
+    kind = ARMS[arm].kind
+    cuda = torch.cuda.is_available()
+    model, tokenizer = load_model_and_tokenizer(model_name, dtype=torch.bfloat16 if cuda else torch.float32)
+    if kind in ("rl", "sft_then_rl"):
+        model, spec, points = _train_rl(arm, model, tokenizer, data, preset, run_dir, seed, overrides)
+    else:
+        model, spec, points = _train_supervised(arm, model, tokenizer, data, preset, run_dir, seed, overrides)
+    if save_model:
+        model.save_pretrained(run_dir / "model")
+        tokenizer.save_pretrained(run_dir / "model")
+        spec.save(run_dir / "model", tokenizer)
+    return model, tokenizer, spec, points
+
+
+def _train_rl(arm, model, tokenizer, data, preset, run_dir, seed, overrides):
+    import torch
+
     from toolexpander.trainer.config import ToolExpanderConfig
     from toolexpander.trainer.trainer import ToolExpanderTrainer
 
     cuda = torch.cuda.is_available()
-    model, tokenizer = load_model_and_tokenizer(model_name, dtype=torch.bfloat16 if cuda else torch.float32)
     config = ToolExpanderConfig(
         output_dir=str(run_dir),
         save_strategy="no",
         use_cpu=not cuda,
         bf16=cuda or preset.bf16_on_cpu,
-        **(arm_training_fields(arm, preset, seed) | (overrides or {})),
+        **(arm_training_fields(arm, preset, seed) | overrides),
     )
     curve = HeldOutCurve(tokenizer, data, config.prompt_spec, preset, arm)
     trainer = ToolExpanderTrainer(
@@ -362,7 +403,55 @@ def train_arm(
         callbacks=[curve.callback()],
     )
     trainer.train()
-    return trainer.model, tokenizer, trainer.prompt_spec, curve.points
+    return trainer.model, trainer.prompt_spec, curve.points
+
+
+def _train_supervised(arm, model, tokenizer, data, preset, run_dir, seed, overrides):
+    """base (nothing), sft and sdft: TRL's trainers, logged to ``run_dir/metrics.jsonl``."""
+    import torch
+
+    from toolexpander.prompts import PromptSpec
+    from toolexpander.study.sdft import train_sdft
+    from toolexpander.study.sft import train_sft
+
+    spec = PromptSpec(think_prefill=preset.think_prefill)
+    held_out = HeldOutCurve(tokenizer, data, spec, preset, arm)
+    kind = ARMS[arm].kind
+    if kind == "base":  # the other arms' curves start from this point
+        held_out.measure(model, 0)
+        return model, spec, held_out.points
+    cuda = torch.cuda.is_available()
+    default_rate = preset.sft_learning_rate if kind == "sft" else preset.learning_rate
+    common = {
+        "output_dir": str(run_dir),
+        "batch_size": preset.prompts_per_step,
+        "learning_rate": overrides.get("learning_rate", default_rate),
+        "seed": seed,
+        "prompt_spec": spec,
+        "bf16": cuda or preset.bf16_on_cpu,  # autocast on the CPU, as the RL arms train
+        "use_cpu": not cuda,
+        "callbacks": [held_out.callback()],
+    }
+    if kind == "sft":
+        trainer = train_sft(
+            model, tokenizer, data.train, steps=preset.steps * ARMS[arm].sft_steps_factor, **common
+        )
+    else:  # sdft, with the RL arms' rollouts per item, reply length, temperature and shots
+        trainer = train_sdft(
+            model,
+            tokenizer,
+            data.train,
+            data.demo_pool,
+            steps=preset.steps,
+            num_generations=preset.num_generations,
+            max_completion_length=preset.max_completion_length,
+            temperature=preset.temperature,
+            shots=preset.shots,
+            **common,
+        )
+    rows = [row for row in trainer.state.log_history if "loss" in row]
+    write_file(run_dir / "metrics.jsonl", "".join(dumps_json(row) + "\n" for row in rows))
+    return trainer.model, spec, held_out.points
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -399,7 +488,13 @@ def arm_statistics(run_dir: Path) -> dict:
     }
 
 
-def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, seed: int = 0) -> dict:
+def run_demo(
+    preset_name: str,
+    out_dir: str,
+    model_name: str = SMOLLM2_HUB_ID,
+    seed: int = 0,
+    arms: tuple[str, ...] | list[str] = DEFAULT_ARMS,
+) -> dict:
     """Run the whole demo; returns what ``results.json`` holds."""
     from toolexpander.demo.report import write_report
     from toolexpander.models import load_model_and_tokenizer, model_description
@@ -408,12 +503,15 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
     preset = PRESETS[preset_name]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clock = Clock(phases=2 + 2 * len(ARMS))
+    check_arms(list(arms))
+    sft_started = sum(ARMS[arm].kind == "sft_then_rl" for arm in arms)  # arms that start from sft's model
+    clock = Clock(phases=2 + 2 * len(arms))
     console.print(f"model: {model_description(model_name)}\npreset {preset.name}: {preset.what_it_shows}")
     data = demo_data(preset, seed)
     from toolexpander.trainer.config import default_prompt_style
 
-    styles = sorted({default_prompt_style(arm_config(arm, preset)["mode"]) for arm in ARMS})
+    # The prompt each arm trains under (sft and sdft: the plain zero-shot prompt).
+    styles = sorted({default_prompt_style(arm_config(arm, preset).get("mode", "grpo")) for arm in arms})
     # The base model posed as the arms are trained.
     specs = {style: PromptSpec(style, think_prefill=preset.think_prefill) for style in styles}
 
@@ -438,10 +536,13 @@ def run_demo(preset_name: str, out_dir: str, model_name: str = SMOLLM2_HUB_ID, s
         "split_items": {split: len(records) for split, records in data.final.items()},
         "arms": {},
     }
-    for arm in ARMS:
+    for arm in arms:
         clock.phase(f"training arm {arm}")
         started = time.time()
-        model, tokenizer, spec, points = train_arm(arm, model_name, data, preset, out / arm, seed)
+        start = str(out / "sft" / "model") if ARMS[arm].kind == "sft_then_rl" else model_name
+        model, tokenizer, spec, points = train_arm(
+            arm, start, data, preset, out / arm, seed, save_model=arm == "sft" and sft_started > 0
+        )
         train_seconds = time.time() - started
         clock.phase(f"evaluating arm {arm} zero-shot")
         started = time.time()

@@ -231,16 +231,10 @@ def _read_jsonl(path: Path) -> list[dict]:
 def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, seed_dir: Path) -> dict:
     """Train and evaluate one arm for one seed into ``seed_dir/NAME``; what ``arm.json`` holds.
     A run whose ``arm.json`` exists is read back, not repeated."""
-    import torch
-
-    from toolexpander.demo.run import HeldOutCurve, predict, train_arm
+    from toolexpander.demo.run import predict, train_arm
     from toolexpander.evaluation.runner import prompt_text, write_outputs
     from toolexpander.evaluation.scoring import summarize
-    from toolexpander.models import load_model_and_tokenizer
-    from toolexpander.prompts import PromptSpec
     from toolexpander.study.breakdown import breakdown, gold_tool, leaked_ids
-    from toolexpander.study.sdft import train_sdft
-    from toolexpander.study.sft import train_sft
 
     arm_dir = seed_dir / spec.name
     done = arm_dir / "arm.json"
@@ -249,55 +243,10 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
     preset = study.budget()
     arm_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    cuda = torch.cuda.is_available()
-    if spec.kind in ("rl", "sft_then_rl"):
-        start = str(seed_dir / "sft" / "model") if spec.kind == "sft_then_rl" else study.model
-        model, tokenizer, prompt_spec, curve = train_arm(
-            spec.arm, start, data, preset, arm_dir, seed, spec.overrides
-        )
-    else:
-        model, tokenizer = load_model_and_tokenizer(
-            study.model, dtype=torch.bfloat16 if cuda else torch.float32
-        )
-        prompt_spec = PromptSpec(think_prefill=preset.think_prefill)
-        held_out = HeldOutCurve(tokenizer, data, prompt_spec, preset, spec.name)
-        if spec.kind == "base":  # the other arms' curves start from this point
-            held_out.measure(model, 0)
-        if spec.kind in ("sft", "sdft"):
-            common = {
-                "output_dir": str(arm_dir),
-                "batch_size": preset.prompts_per_step,
-                "learning_rate": spec.overrides.get("learning_rate", preset.learning_rate),
-                "seed": seed,
-                "prompt_spec": prompt_spec,
-                "bf16": cuda or preset.bf16_on_cpu,  # autocast on the CPU, as the RL arms train
-                "use_cpu": not cuda,
-                "callbacks": [held_out.callback()],
-            }
-            if spec.kind == "sft":
-                steps = preset.steps * ARMS[spec.arm].sft_steps_factor
-                trainer = train_sft(model, tokenizer, data.train, steps=steps, **common)
-            else:  # and the RL arms' rollouts per item, reply length, temperature and shots
-                trainer = train_sdft(
-                    model,
-                    tokenizer,
-                    data.train,
-                    data.demo_pool,
-                    steps=preset.steps,
-                    num_generations=preset.num_generations,
-                    max_completion_length=preset.max_completion_length,
-                    temperature=preset.temperature,
-                    shots=preset.shots,
-                    **common,
-                )
-            rows = [row for row in trainer.state.log_history if "loss" in row]
-            write_file(arm_dir / "metrics.jsonl", "".join(dumps_json(row) + "\n" for row in rows))
-            model = trainer.model
-            if spec.name == "sft":  # the start of the sft_then_* arms
-                model.save_pretrained(arm_dir / "model")
-                tokenizer.save_pretrained(arm_dir / "model")
-                prompt_spec.save(arm_dir / "model", tokenizer)
-        curve = held_out.points
+    start = str(seed_dir / "sft" / "model") if spec.kind == "sft_then_rl" else study.model
+    model, tokenizer, prompt_spec, curve = train_arm(
+        spec.arm, start, data, preset, arm_dir, seed, spec.overrides, save_model=spec.name == "sft"
+    )
     train_seconds = time.time() - started
     started = time.time()
     seen = data.train + data.demo_pool
