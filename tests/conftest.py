@@ -24,3 +24,38 @@ def tiny_model_dir(tmp_path_factory) -> str:
     from toolexpander.models import build_tiny_model
 
     return build_tiny_model(str(tmp_path_factory.mktemp("tiny-model")))
+
+
+@pytest.fixture
+def install_fake_vllm(monkeypatch):
+    """``install_fake_vllm(tokenizer_dir, answer)`` puts a stand-in ``vllm`` module in place: its
+    ``LLM`` loads that tokenizer and answers every prompt (given as token ids) with
+    ``answer(prompt text)``. Returns the LLMs made; each keeps ``calls``: (the prompts as token-id
+    dicts, the sampling settings) per ``generate``."""
+    import sys
+    import types
+
+    def install(tokenizer_dir: str, answer) -> list:
+        from transformers import AutoTokenizer
+
+        created = []
+
+        class LLM:
+            def __init__(self, model, **kwargs):
+                self.model, self.kwargs, self.calls = model, kwargs, []
+                self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+                created.append(self)
+
+            def get_tokenizer(self):
+                return self.tokenizer
+
+            def generate(self, prompts, params, use_tqdm=True):
+                self.calls.append((prompts, params))
+                texts = [answer(self.tokenizer.decode(p["prompt_token_ids"])) for p in prompts]
+                return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t)]) for t in texts]
+
+        module = types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kwargs: kwargs)
+        monkeypatch.setitem(sys.modules, "vllm", module)
+        return created
+
+    return install

@@ -3,7 +3,6 @@ and a scripted model for padding and order) and the vLLM backend with vLLM mocke
 
 import json
 import sys
-import types
 
 import pytest
 import torch
@@ -118,39 +117,15 @@ def test_tiny_model_end_to_end(tmp_path, tiny_model_dir, shared_data, capsys):
 
 
 @pytest.fixture
-def fake_vllm(monkeypatch, tiny_model_dir):
-    """A ``vllm`` module whose LLM answers every prompt with no call and, like a model, does not
-    repeat a ``<think>`` the prompt opened."""
-    from transformers import AutoTokenizer
+def fake_vllm(install_fake_vllm, tiny_model_dir):
+    """A ``vllm`` whose LLM answers every prompt with no call and, like a model, does not repeat a
+    ``<think>`` the prompt opened."""
 
-    created = []
+    def answer(prompt: str) -> str:
+        reply = "no tool fits</think><tool_call>[]</tool_call>"
+        return reply if prompt.endswith("<think>") else "<think>" + reply
 
-    class SamplingParams:
-        def __init__(self, **kwargs):
-            self.kwargs = kwargs
-
-    class LLM:
-        def __init__(self, model, **kwargs):
-            self.model, self.kwargs, self.chats = model, kwargs, []
-            self.tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-            created.append(self)
-
-        def get_tokenizer(self):
-            return self.tokenizer
-
-        def generate(self, prompts, params, use_tqdm=True):
-            self.chats.append(
-                ([self.tokenizer.decode(p["prompt_token_ids"]) for p in prompts], params.kwargs)
-            )
-            outputs = []
-            for prompt in self.chats[-1][0]:
-                reply = "no tool fits</think><tool_call>[]</tool_call>"
-                text = reply if prompt.endswith("<think>") else "<think>" + reply
-                outputs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(text=text)]))
-            return outputs
-
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
-    return created
+    return install_fake_vllm(tiny_model_dir, answer)
 
 
 @pytest.mark.parametrize("think_prefill", [False, True])
@@ -168,7 +143,8 @@ def test_vllm_backend(fake_vllm, shared_data, capsys, think_prefill):
     results = run_eval(config)
     (llm,) = fake_vllm
     assert (llm.model, llm.kwargs) == ("org/model", {"dtype": "bfloat16"})
-    ((prompts, sampling),) = llm.chats
+    ((prompt_ids, sampling),) = llm.calls
+    prompts = [llm.tokenizer.decode(p["prompt_token_ids"]) for p in prompt_ids]
     assert len(prompts) == 6 and all(p.startswith("<|im_start|>system\n") for p in prompts)
     assert all(p.endswith("<think>") == think_prefill for p in prompts)
     assert sampling == {"max_tokens": 64, "temperature": 0.0}

@@ -12,9 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import trl
@@ -152,23 +150,9 @@ def test_a_policy_that_makes_the_ground_truth_calls_passes(
     assert prompts[1].endswith("<|im_start|>assistant\n")
 
 
-def test_vllm_runs_the_episode_from_rendered_tokens(qwen_tiny_dir, small_data, records, monkeypatch):
-    from transformers import AutoTokenizer
-
+def test_vllm_runs_the_episode_from_rendered_tokens(qwen_tiny_dir, small_data, records, install_fake_vllm):
     replies = scripted_replies(records[0], hermes_reply)
-
-    class LLM:
-        def __init__(self, model, **kwargs):
-            self.tokenizer = AutoTokenizer.from_pretrained(qwen_tiny_dir)
-
-        def get_tokenizer(self):
-            return self.tokenizer
-
-        def generate(self, prompts, params, use_tqdm=True):
-            assert all(set(prompt) == {"prompt_token_ids"} for prompt in prompts)
-            return [SimpleNamespace(outputs=[SimpleNamespace(text=replies.pop(0))]) for _ in prompts]
-
-    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw))
+    llms = install_fake_vllm(qwen_tiny_dir, lambda prompt: replies.pop(0))
     config = EvalConfig(
         bench="bfcl:multi_turn_base",
         data_dir=str(small_data),
@@ -180,6 +164,7 @@ def test_vllm_runs_the_episode_from_rendered_tokens(qwen_tiny_dir, small_data, r
     results = run_eval(config)
     assert results["categories"]["multi_turn_base"]["correct"] == 1 and replies == []
     assert results["config"]["call_format"] == "hermes"
+    assert all(set(prompt) == {"prompt_token_ids"} for prompts, _ in llms[0].calls for prompt in prompts)
 
 
 # ------------------------------------------------------------------------ the protocol, unit by unit

@@ -381,37 +381,21 @@ def test_earlier_calls_in_the_context_are_rendered_by_the_template(tokenizer, na
 
 
 def test_vllm_eval_in_native_generates_from_the_rendered_tokens_and_reads_hermes(
-    tmp_path, qwen_tiny_dir, monkeypatch, capsys
+    tmp_path, qwen_tiny_dir, install_fake_vllm, capsys
 ):
-    import sys
-
     from transformers import AutoTokenizer
 
     from toolexpander.evaluation.runner import EvalConfig, run_eval
     from toolexpander.tasks.suite import build_suite
 
     record = build_suite()["test"][0]
-    seen = []
-
-    class LLM:
-        def __init__(self, model, **kwargs):
-            self.tokenizer = AutoTokenizer.from_pretrained(qwen_tiny_dir)
-
-        def get_tokenizer(self):
-            return self.tokenizer
-
-        def generate(self, prompts, params, use_tqdm=True):
-            seen.extend(prompts)
-            reply = "<think>.</think>" + hermes(*record["answer"])
-            return [SimpleNamespace(outputs=[SimpleNamespace(text=reply)]) for _ in prompts]
-
-    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw))
+    llms = install_fake_vllm(qwen_tiny_dir, lambda prompt: "<think>.</think>" + hermes(*record["answer"]))
     data = tmp_path / "items.jsonl"
     data.write_text(json.dumps(record) + "\n")
     results = run_eval(EvalConfig(bench=str(data), model="org/model", backend="vllm", prompt_format="native"))
     tokenizer = AutoTokenizer.from_pretrained(qwen_tiny_dir)
     expected = tokenizer(NATIVE.render(tokenizer, record), add_special_tokens=False)["input_ids"]
-    assert seen == [{"prompt_token_ids": expected}]
+    assert [prompt for prompts, _ in llms[0].calls for prompt in prompts] == [{"prompt_token_ids": expected}]
     assert results["overall"] == 1.0 and results["config"]["call_format"] == "hermes"
 
 
