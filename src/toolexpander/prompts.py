@@ -307,12 +307,15 @@ class PromptSpec:
             return "tooln1"
         return "native" if tokenizer is None else native_call_format(tokenizer)
 
-    def render(self, tokenizer, task: dict, demos: Sequence[dict] = ()) -> str:
+    def render(
+        self, tokenizer, task: dict, demos: Sequence[dict] = (), *, add_generation_prompt: bool = True
+    ) -> str:
         """The text that poses ``task`` (``demos`` as earlier turns): ``tokenizer``'s chat template
         applied to `build_messages` (tooln1) or to `native_messages` with the task's tools (native,
         as a server renders the request), generation prompt included, then ``<think>`` when
         prefilled (`reply_prefill`). It holds any BOS token the template writes, so it is
-        tokenised without special tokens."""
+        tokenised without special tokens. Without ``add_generation_prompt``: the conversation as
+        it stands (no generation prompt, no prefill), which episode rollouts extend."""
         if self.prompt_format == "tooln1":
             messages, tools = build_messages(task, style=self.style, demos=demos), None
         else:
@@ -320,9 +323,9 @@ class PromptSpec:
             messages = native_messages(task, style=self.style, demos=demos, call_format=call_format)
             tools = tool_schemas(task["tools"])
         text = tokenizer.apply_chat_template(
-            messages, tools=tools, add_generation_prompt=True, tokenize=False
+            messages, tools=tools, add_generation_prompt=add_generation_prompt, tokenize=False
         )
-        return text + self._added_prefill(tokenizer)
+        return text + self._added_prefill(tokenizer) if add_generation_prompt else text
 
     def reply_prefill(self, tokenizer) -> str:
         """The opening of the reply that a rendered prompt already holds: the template's own think

@@ -94,7 +94,7 @@ def load_train_tasks(script_args) -> tuple[list[dict], list[dict]]:
 
         tasks = build_suite(level=script_args.suite_level)[script_args.dataset_split]
     else:
-        from toolexpander.tasks import load_records
+        from toolexpander.tasks import bfcl_multi_turn, load_records
 
         result = load_records(
             script_args.dataset, script_args.dataset_format, split=script_args.dataset_split
@@ -107,7 +107,8 @@ def load_train_tasks(script_args) -> tuple[list[dict], list[dict]]:
                     f"{len(result.problems)} invalid training records (use --skip_invalid to skip them):\n{listing}{more}"
                 )
             print(f"skipping {len(result.problems)} invalid records:\n{listing}{more}", file=sys.stderr)
-        tasks = [t for t in result.records if t["answer"] is not None]
+        # A multi-turn episode has no one answer: it is scored per turn (`toolexpander.trainer.episodes`).
+        tasks = [t for t in result.records if t["answer"] is not None or t["task"] == bfcl_multi_turn.NAME]
     pool = tasks
     if script_args.max_train_items:
         tasks = tasks[: script_args.max_train_items]

@@ -11,6 +11,7 @@ Fields by purpose:
 - schedule: `lr_decay_gamma`, `lr_decay_steps`, `lr_decay_unit`;
 - DAPO-style filtering baseline: `dapo_max_fill_rounds`;
 - resume: `resume_without_hard_sampling_state`;
+- multi-turn episodes (`toolexpander.trainer.episodes`): `episode_reward`, `max_episode_tokens`;
 - run folder: `overwrite_output_dir` (a folder holding a run is refused without it or a resume).
 TRL defaults changed to the paper's (SPEC §1): `num_generations=10`, `beta=0.0`, `epsilon=0.2`,
 `epsilon_high=0.28`. The paper's token-level loss is TRL's own default (`loss_type="dapo"`), left as is.
@@ -134,6 +135,20 @@ class ToolExpanderConfig(GRPOConfig):
         default="tool_n1",
         metadata={
             "help": "Binary reward that defines a correct answer (hardness is judged on it, never on bonuses)."
+        },
+    )
+    episode_reward: str = field(
+        default="all_turns",
+        metadata={
+            "help": "Multi-turn episodes: all_turns (1 iff every turn passes BFCL's per-turn check) or "
+            "turn_share (ours: the share of passed turns; 1 still only for a fully correct episode)."
+        },
+    )
+    max_episode_tokens: int = field(
+        default=16384,
+        metadata={
+            "help": "Multi-turn episodes: the episode stops (judged on its calls so far) before a step "
+            "whose prompt, episode so far and max_completion_length would pass this many tokens."
         },
     )
     hard_max_correct: int = field(
@@ -311,6 +326,8 @@ class ToolExpanderConfig(GRPOConfig):
         elif self.carry_over != "none" and self.beta != 0.0:
             # The reference log-probs were taken under the demonstration prompt: a KL term would be wrong.
             problems.append("carry_over needs beta 0 (no reference model), as the paper trains")
+        if self.episode_reward not in ("all_turns", "turn_share"):
+            problems.append(f"episode_reward must be all_turns or turn_share, got {self.episode_reward!r}")
         if self.carry_over_gamma <= 0:
             problems.append(f"carry_over_gamma must be > 0, got {self.carry_over_gamma}")
         if self.demo_rollouts_per_group is not None and not (

@@ -37,6 +37,8 @@ signatures `tests/test_trl_canary.py` pins:
   without it is refused unless `resume_without_hard_sampling_state`;
 - `_get_train_sampler`: TRL's sampler draws each epoch's order from one running generator,
   which a resumed run restarts; we seed it per epoch so a resumed run sees the same order.
+A run on BFCL multi-turn records plays each rollout as a whole episode through TRL's public
+``rollout_func`` (`_rollout_episodes`, `toolexpander.trainer.episodes`), with the rows `_pose` posed.
 `metrics.jsonl` is written by a plain `TrainerCallback` (`MetricsFile`). The policy itself (which
 item gets how many demonstrations) lives in `toolexpander.hard_sampling`.
 """
@@ -81,6 +83,7 @@ from toolexpander.hard_sampling.selection import (
 from toolexpander.prompts import PromptSpec
 from toolexpander.rewards import completion_text, get_reward, with_prefill
 from toolexpander.trainer.config import ToolExpanderConfig
+from toolexpander.trainer.episodes import EPISODE_REWARDS, EpisodeDemoBank, EpisodeRunner, is_episode_run
 from toolexpander.trainer.loss import aggregate, row_share
 from toolexpander.trainer.shared_prompt import (
     group_rows,
@@ -254,11 +257,30 @@ class ToolExpanderTrainer(GRPOTrainer):
         if tokenizer is None:
             raise ValueError("ToolExpanderTrainer needs processing_class: its chat template renders prompts")
         self.prompt_spec = args.prompt_spec
+        call_format = self.prompt_spec.call_format(tokenizer)
+        self._episodes = is_episode_run(train_tasks)
+        self._posed: list[dict] | None = None  # the rows of the pass being generated, for `_rollout_episodes`
+        if self._episodes:
+            if args.uses_self_exemplify:
+                raise ValueError(
+                    f"mode {args.mode}: the self-exemplify bonus scores one reply, not an episode; "
+                    "train episodes with mode hard_sampling_only or grpo"
+                )
+            self._episode_runner = EpisodeRunner(
+                self.prompt_spec,
+                tokenizer,
+                max_reply_tokens=args.max_completion_length,
+                max_episode_tokens=args.max_episode_tokens,
+            )
+            rewards = [EPISODE_REWARDS[args.episode_reward]]
+        else:
+            rewards = build_reward_funcs(args, call_format)
         super().__init__(
             model=model,
-            reward_funcs=build_reward_funcs(args, self.prompt_spec.call_format(tokenizer)),
+            reward_funcs=rewards,
             args=args,
             train_dataset=tasks_to_dataset(train_tasks, self.prompt_spec, tokenizer),
+            rollout_func=self._rollout_episodes if self._episodes else None,
             **kwargs,
         )
         self.add_callback(MetricsFile())
@@ -272,7 +294,11 @@ class ToolExpanderTrainer(GRPOTrainer):
             fade_min_successes=args.fade_min_successes,
             hard_max_correct=args.hard_max_correct,
         )
-        bank = DemoBank(train_tasks if demo_pool is None else demo_pool, sources=args.demo_source_list, seed=args.seed)
+        pool = train_tasks if demo_pool is None else demo_pool
+        if self._episodes:
+            bank = EpisodeDemoBank(pool, call_format=call_format, seed=args.seed)
+        else:
+            bank = DemoBank(pool, sources=args.demo_source_list, seed=args.seed)
         self.hard_sampler = HardSampler(
             train_tasks,
             HardSampleTracker(schedule),
@@ -342,16 +368,47 @@ class ToolExpanderTrainer(GRPOTrainer):
     def _pose(self, inputs: list[dict], shots: list[int], origin: list[int]) -> list[dict]:
         """The rows TRL generates from: each with its prompt (with ``shots`` demonstrations) and the
         columns ``shots`` and ``origin`` (the global group it stands for, -1: padding), which TRL hands
-        to `_calculate_rewards` with the rest of the row (and to the reward functions, as keywords)."""
-        return [
+        to `_calculate_rewards` with the rest of the row (and to the reward functions, as keywords).
+        An episode keeps its zero-shot prompt text: `_rollout_episodes` poses its demonstrations."""
+        with_demos = not self._episodes
+        self._posed = [
             {
                 **x,
-                "prompt": self.hard_sampler.prompt_for(x["id"], k) if k else x["prompt"],
+                "prompt": self.hard_sampler.prompt_for(x["id"], k) if k and with_demos else x["prompt"],
                 "shots": k,
                 "origin": o,
             }
             for x, k, o in zip(inputs, shots, origin, strict=True)
         ]
+        return self._posed
+
+    def _rollout_episodes(self, prompts: list, trainer) -> dict:
+        """TRL's ``rollout_func`` in an episode run (`toolexpander.trainer.episodes`): each row `_pose`
+        posed for this pass is played as one episode, after its shots' demonstration episodes;
+        ``env_mask`` (TRL's ``tool_mask``) keeps tool results and user turns out of the loss."""
+        rows, self._posed = self._posed, None
+        if rows is None or len(rows) != len(prompts):  # TRL's evaluation loop poses rows of its own
+            raise RuntimeError(
+                "episodes are rolled out in training only; evaluate them with `toolexpander eval`"
+            )
+        records = [self.hard_sampler.tasks[x["id"]] for x in rows]
+        demos = [self.hard_sampler.bank.select(r, x["shots"]) for r, x in zip(records, rows, strict=True)]
+        outputs = self._episode_runner.run(
+            records,
+            [[message for demo in episode_demos for message in demo] for episode_demos in demos],
+            lambda prompt_ids: self._generate_single_turn(prompt_ids, None, {}, 1),
+            set(self.eos_token_ids),
+        )
+        turns = [valid for out in outputs for valid in out.turns_valid]
+        self._metrics["train"]["episodes/turns_passed"].append(sum(turns) / max(len(turns), 1))
+        sampled = any(lp is not None for out in outputs for lp in out.logprobs)
+        return {
+            "prompt_ids": [out.prompt_ids for out in outputs],
+            "completion_ids": [out.completion_ids for out in outputs],
+            "logprobs": [out.logprobs for out in outputs] if sampled else None,
+            "env_mask": [out.env_mask for out in outputs],
+            "turns_valid": [out.turns_valid for out in outputs],
+        }
 
     def _local_groups(self, n_local: int) -> list[int]:
         """Global group index of each local row (TRL lays groups out contiguously across ranks)."""
