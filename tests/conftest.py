@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.bfcl_episodes"]  # BFCL multi-turn fixtures: small_data, records
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -24,6 +26,22 @@ def tiny_model_dir(tmp_path_factory) -> str:
     from toolexpander.models import build_tiny_model
 
     return build_tiny_model(str(tmp_path_factory.mktemp("tiny-model")))
+
+
+@pytest.fixture(scope="session")
+def qwen_tiny_dir(tmp_path_factory, tiny_model_dir) -> str:
+    """The tiny model with TRL's Qwen2.5 chat template, which renders tools, calls and tool turns."""
+    import shutil
+
+    import trl
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("qwen-tiny") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja").read_text()
+    tokenizer.save_pretrained(folder)
+    return str(folder)
 
 
 @pytest.fixture

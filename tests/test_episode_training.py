@@ -1,76 +1,26 @@
 """Multi-turn episodes as training items (issue 25, `toolexpander.trainer.episodes`): the real
-trainer loop on a tiny random model, TRL's generation patched with scripted policies.
-
-The data is a copy of BFCL's holding two GorillaFileSystem items whose function docs keep only
-``ls``, ``cd`` and ``find`` (the prompt shrinks to about 1,500 tokens of the tiny tokenizer); the
-simulators still offer every method and the checker is unchanged."""
+trainer loop on a tiny random model, TRL's generation patched with scripted policies, on the two
+BFCL items of `tests.bfcl_episodes`."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-import trl
 
+from tests.bfcl_episodes import BASE, KEPT_ITEMS, ground_truth_replies, hermes_reply
 from toolexpander.prompts import render_answer
-from toolexpander.tasks import bfcl
-from toolexpander.tasks import bfcl_multi_turn as mt
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("bfcl_eval") is None,
     reason="needs the bfcl-eval wheel (its data and simulators)",
 )
 
-BASE = "BFCL_v4_multi_turn_base.json"
-KEPT_ITEMS = ("multi_turn_base_1", "multi_turn_base_3")  # GorillaFileSystem only; 4 and 2 turns
-KEPT_DOCS = ("ls", "cd", "find")
 ASSISTANT = "<|im_start|>assistant\n"
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny-cpu.yaml"
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _write(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    source, folder = bfcl.default_data_dir(), tmp_path_factory.mktemp("bfcl")
-    shutil.copytree(source / mt.FUNC_DOC_DIR, folder / mt.FUNC_DOC_DIR)
-    docs = folder / mt.FUNC_DOC_DIR / "gorilla_file_system.json"
-    _write(docs, [doc for doc in _lines(docs) if doc["name"] in KEPT_DOCS])
-    (folder / "possible_answer").mkdir()
-    for name in (BASE, f"possible_answer/{BASE}"):
-        _write(folder / name, [row for row in _lines(source / name) if row["id"] in KEPT_ITEMS])
-    return folder
-
-
-@pytest.fixture(scope="module")
-def records(small_data) -> list[dict]:
-    result = mt.load_multi_turn(small_data / BASE)
-    assert not result.problems and [r["id"] for r in result.records] == list(KEPT_ITEMS)
-    return result.records
-
-
-def ground_truth_replies(record: dict, render_calls=render_answer) -> list[str]:
-    """Each turn's ground-truth calls in one reply, then a reply without a call that ends the turn."""
-    replies = []
-    for calls in record["ground_truth"]:
-        replies += [render_calls(calls)] if calls else []
-        replies.append(render_calls([]))
-    return replies
-
-
-def hermes_reply(calls: list[dict]) -> str:
-    blocks = "".join(f"\n<tool_call>\n{json.dumps(call)}\n</tool_call>" for call in calls)
-    return "<think>.</think>" + (blocks or "\nDone.")
 
 
 def first_turn_only_replies(record: dict) -> list[str]:
@@ -144,19 +94,6 @@ def spy(trainer, name: str) -> list:
 
     setattr(trainer, name, wrapped)
     return seen
-
-
-@pytest.fixture(scope="module")
-def qwen_tiny_dir(tmp_path_factory, tiny_model_dir) -> str:
-    """The tiny model with Qwen2.5's chat template, which renders tools, calls and tool turns."""
-    from transformers import AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("qwen-tiny") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja").read_text()
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.mark.parametrize(

@@ -1,22 +1,15 @@
 """``toolexpander eval --model M --bench bfcl:multi_turn_*``: BFCL's per-turn protocol run with our
-prompts, readers and safe dispatcher (`toolexpander.evaluation.multi_turn`).
-
-The model tests read a copy of BFCL's data holding two GorillaFileSystem items whose function docs
-keep only ``ls``, ``cd`` and ``find``: the prompt shrinks from 10,000 tokens of the tiny tokenizer
-to about 1,500, so a random model runs on CPU in seconds. Docs are only what the prompt shows; the
-simulators still offer every method and the checker is unchanged.
-"""
+prompts, readers and safe dispatcher (`toolexpander.evaluation.multi_turn`), on the two BFCL items
+of `tests.bfcl_episodes`."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-from pathlib import Path
 
 import pytest
-import trl
 
+from tests.bfcl_episodes import KEPT_ITEMS, ground_truth_replies, hermes_reply
 from toolexpander.cli import main
 from toolexpander.evaluation import multi_turn
 from toolexpander.evaluation.runner import EvalConfig, run_eval
@@ -28,37 +21,6 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("bfcl_eval") is None,
     reason="needs the bfcl-eval wheel (its data and simulators)",
 )
-
-BASE = "BFCL_v4_multi_turn_base.json"
-KEPT_ITEMS = ("multi_turn_base_1", "multi_turn_base_3")  # GorillaFileSystem only; 4 and 2 turns
-KEPT_DOCS = ("ls", "cd", "find")
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _write(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    source, folder = bfcl.default_data_dir(), tmp_path_factory.mktemp("bfcl")
-    shutil.copytree(source / mt.FUNC_DOC_DIR, folder / mt.FUNC_DOC_DIR)
-    docs = folder / mt.FUNC_DOC_DIR / "gorilla_file_system.json"
-    _write(docs, [doc for doc in _lines(docs) if doc["name"] in KEPT_DOCS])
-    (folder / "possible_answer").mkdir()
-    for name in (BASE, f"possible_answer/{BASE}"):
-        _write(folder / name, [row for row in _lines(source / name) if row["id"] in KEPT_ITEMS])
-    return folder
-
-
-@pytest.fixture(scope="module")
-def records(small_data) -> list[dict]:
-    result = mt.load_multi_turn(small_data / BASE)
-    assert not result.problems
-    return result.records
 
 
 def test_a_tiny_random_model_runs_two_episodes_end_to_end(tiny_model_dir, small_data, tmp_path, capsys):
@@ -89,33 +51,6 @@ def test_a_tiny_random_model_runs_two_episodes_end_to_end(tiny_model_dir, small_
     assert "| multi_turn_base | 2 | 0.00 |" in capsys.readouterr().out
 
 
-def scripted_replies(record: dict, render_calls) -> list[str]:
-    """A policy that makes each turn's ground-truth calls in one step, then answers without a call."""
-    replies = []
-    for calls in record["ground_truth"]:
-        replies += [render_calls(calls)] if calls else []
-        replies.append(render_calls([]))
-    return replies
-
-
-def hermes_reply(calls: list[dict]) -> str:
-    blocks = "".join(f"\n<tool_call>\n{json.dumps(call)}\n</tool_call>" for call in calls)
-    return "<think>.</think>" + (blocks or "\nDone.")
-
-
-@pytest.fixture(scope="module")
-def qwen_tiny_dir(tmp_path_factory, tiny_model_dir) -> str:
-    """The tiny model with Qwen2.5's chat template, which renders tools, calls and tool turns."""
-    from transformers import AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("qwen-tiny") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja").read_text()
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 @pytest.mark.parametrize(
     ("prompt_format", "render_calls", "result_turn"),
     [
@@ -129,7 +64,7 @@ def test_a_policy_that_makes_the_ground_truth_calls_passes(
     from toolexpander.evaluation import generation
 
     record = records[0]
-    replies, prompts = scripted_replies(record, render_calls), []
+    replies, prompts = ground_truth_replies(record, render_calls), []
 
     def scripted(model, tokenizer, batch, *args, **kwargs):
         prompts.extend(batch)
@@ -151,7 +86,7 @@ def test_a_policy_that_makes_the_ground_truth_calls_passes(
 
 
 def test_vllm_runs_the_episode_from_rendered_tokens(qwen_tiny_dir, small_data, records, install_fake_vllm):
-    replies = scripted_replies(records[0], hermes_reply)
+    replies = ground_truth_replies(records[0], hermes_reply)
     llms = install_fake_vllm(qwen_tiny_dir, lambda prompt: replies.pop(0))
     config = EvalConfig(
         bench="bfcl:multi_turn_base",

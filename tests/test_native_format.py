@@ -4,7 +4,6 @@ offline), the served path (template + transformers' parser), and a tiny model tr
 evaluated in both formats."""
 
 import json
-import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -267,18 +266,6 @@ def test_a_served_reply_round_trips_through_template_and_parser(tokenizer, name)
 
 
 # --- a tiny model with the Qwen2.5 template: train 2 steps and evaluate, in both formats ---------
-
-
-@pytest.fixture(scope="module")
-def qwen_tiny_dir(tmp_path_factory, tiny_model_dir):
-    from transformers import AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("qwen-tiny") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    tok = AutoTokenizer.from_pretrained(folder)
-    tok.chat_template = template("qwen2_5")
-    tok.save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.mark.parametrize("prompt_format", ["tooln1", "native"])
