@@ -17,6 +17,7 @@ LAYERS = (
     ("toolexpander.tasks",),
     ("toolexpander.prompts",),
     ("toolexpander.rewards",),
+    ("toolexpander.episodes.turns",),  # the turn protocol training and evaluation share: reads, dispatches
     ("toolexpander.hard_sampling",),
     ("toolexpander.models", "toolexpander.trainer"),
     ("toolexpander.evaluation",),

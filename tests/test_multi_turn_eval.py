@@ -1,5 +1,5 @@
 """``toolexpander eval --model M --bench bfcl:multi_turn_*``: BFCL's per-turn protocol run with our
-prompts, readers and safe dispatcher (`toolexpander.evaluation.multi_turn`), on the two BFCL items
+prompts, readers and safe dispatcher (`toolexpander.episodes.turns`), on the two BFCL items
 of `tests.bfcl_episodes`."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from tests.bfcl_episodes import KEPT_ITEMS, ground_truth_replies, hermes_reply
 from toolexpander.cli import main
-from toolexpander.evaluation import multi_turn
+from toolexpander.episodes import turns as multi_turn
 from toolexpander.evaluation.runner import EvalConfig, run_eval
 from toolexpander.prompts import render_answer
 from toolexpander.tasks import bfcl

@@ -14,7 +14,7 @@ A benchmark spec (``--bench``) is one of:
 
 Multi-turn benchmarks (`toolexpander.tasks.bfcl_multi_turn`) are judged turn by turn on the calls
 made in each turn, executed on the item's simulators. With ``--model`` the model runs BFCL's
-per-turn protocol (`toolexpander.evaluation.multi_turn`: generate, read, execute, append the
+per-turn protocol (`toolexpander.episodes.turns`: generate, read, execute, append the
 results, until it answers without a call; then the next user turn); with ``--predictions`` the
 calls come from a file, one JSON object a line, ``{"id": ..., "turns": [[{"name": ...,
 "arguments": {...}}, ...], ...]}``, in execution order.
@@ -297,7 +297,7 @@ def generate_episodes(
 ) -> tuple[dict[str, dict], str]:
     """The episodes of ``config.model`` on multi-turn ``records`` (`toolexpander.evaluation.
     multi_turn.run_episodes`), keyed by id, and the call format its replies were read in."""
-    from toolexpander.evaluation.multi_turn import run_episodes
+    from toolexpander.episodes.turns import run_episodes
 
     generate, tokenizer = load_generator(config, spec)
     call_format = _call_format(spec, tokenizer)

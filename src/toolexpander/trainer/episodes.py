@@ -6,7 +6,7 @@ Why TRL's ``rollout_func`` and not its ``tools=`` / ``environment_factory``: TRL
 next user turn; our episodes have several. ``rollout_func`` hands the whole rollout to us and takes
 back ``prompt_ids``, ``completion_ids``, ``logprobs`` and an ``env_mask``, which TRL uses as its
 ``tool_mask`` (0: out of the loss) and reward columns (``turns_valid`` here). The turn protocol is
-the evaluation's (`toolexpander.evaluation.multi_turn.Rollout`: reading replies in the run's call
+the evaluation's (`toolexpander.episodes.turns.Rollout`: reading replies in the run's call
 format, the safe dispatcher, BFCL's step limit and the cap on calls per turn), so training and
 `toolexpander eval` play an episode alike.
 
@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from toolexpander.data.schema import call_turn, task_name
-from toolexpander.evaluation.multi_turn import EPISODE_TOKENS, Rollout
+from toolexpander.episodes.turns import EPISODE_TOKENS, Rollout
 from toolexpander.prompts import PromptSpec, render_calls
 from toolexpander.tasks import bfcl_multi_turn
 

@@ -1,5 +1,6 @@
-"""Multi-turn evaluation with a model: BFCL's per-turn protocol (its ``inference_multi_turn``) run
-with our prompts, readers and safe dispatcher.
+"""Multi-turn episodes with a model, in evaluation and in training (`toolexpander.trainer.episodes`):
+BFCL's per-turn protocol (its ``inference_multi_turn``) run with our prompts, readers and safe
+dispatcher.
 
 For each user turn of a record (`toolexpander.tasks.bfcl_multi_turn`) the turn's messages join the
 conversation; a miss_func turn, which has none, offers its held-out functions with BFCL's message
