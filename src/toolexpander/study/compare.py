@@ -104,6 +104,11 @@ class StudyConfig:
             raise UserError(f"the study has no arm {', '.join(unknown)}; it has {', '.join(entries)}")
         return [entry for name, entry in entries.items() if name in names]
 
+    def run_order(self) -> list[ArmSpec]:
+        """The arms in the order they train: ``sft`` first (the sft_then_* arms start from its
+        model), then as the study lists them."""
+        return sorted(self.arm_specs(), key=lambda spec: spec.name != "sft")
+
     def arm_specs(self) -> list[ArmSpec]:
         specs = []
         for entry in self.arms:
@@ -302,7 +307,7 @@ def run_study(study: StudyConfig, report: bool = True) -> dict | None:
     for seed in study.seeds:
         data = demo_data(study.budget(), seed)
         splits = study_splits(study, seed, data)
-        for spec in sorted(specs, key=lambda spec: spec.name != "sft"):  # sft_then_* start from sft's model
+        for spec in study.run_order():
             console.rule(
                 f"[bold]seed {seed}, arm {spec.name}[/] ({done}/{total} done, {(time.time() - started) / 60:.1f} min)"
             )
@@ -362,7 +367,7 @@ def run_parallel(study: StudyConfig, config_path: str, jobs: int) -> dict:
 
     console = Console()
     out = Path(study.output_dir)
-    specs = sorted(study.arm_specs(), key=lambda spec: spec.name != "sft")
+    specs = study.run_order()
     todo = [(seed, spec) for spec in specs for seed in study.seeds]
     sft_done = {seed: threading.Event() for seed in study.seeds}
     sft_failed: set[int] = set()
