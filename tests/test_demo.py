@@ -18,7 +18,7 @@ def test_quick_demo_writes_the_report(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert "SmolLM2" in results["model"]
     preset = results["preset"]
-    assert list(results["arms"]) == ["grpo", "hard_sampling", "carry_over"]
+    assert list(results["arms"]) == ["grpo", "hard_sampling", "carry_over", "sft", "sft_then_carry_over"]
     splits = {"test", "test_unseen_tools", "full_suite_test", "bfcl_simple_python"}
     assert set(results["split_items"]) == splits and all(n > 0 for n in results["split_items"].values())
     for arm, stats in results["arms"].items():
@@ -29,8 +29,9 @@ def test_quick_demo_writes_the_report(tmp_path):
             range(0, preset["steps"] + 1, preset["curve_every"])
         )
         assert all(0.0 <= p["zero_shot"] <= 1.0 and 0.0 <= p["two_shot"] <= 1.0 for p in stats["curve"])
-        assert stats["rollouts"] == results["rollouts_per_arm"]
-        assert stats["groups"] == preset["steps"] * preset["prompts_per_step"]
+        if arm != "sft":  # the RL arms: the same rollout budget
+            assert stats["rollouts"] == results["rollouts_per_arm"], arm
+            assert stats["groups"] == preset["steps"] * preset["prompts_per_step"], arm
     # Demonstrations are shown only by the hard-sampling arms, swapped only by the carry-over arm.
     arms = results["arms"]
     assert arms["grpo"]["demo_rollouts"] == 0 and arms["hard_sampling"]["demo_rollouts"] > 0

@@ -10,7 +10,8 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "demo",
-        help="Train SmolLM2-135M three ways (GRPO, hard sampling, hard sampling with carry-over) and report zero-shot accuracy.",
+        help="Train SmolLM2-135M five ways (GRPO, hard sampling, hard sampling with carry-over, SFT, SFT then "
+        "carry-over) and report zero-shot accuracy.",
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="run size (default: cpu)")
     parser.add_argument(

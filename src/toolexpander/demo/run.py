@@ -1,15 +1,19 @@
 """``toolexpander demo``: a real weak LLM learns to call tools; plain GRPO against hard sampling
-with demonstrations and hard sampling with carry-over to the zero-shot prompt.
+with demonstrations, hard sampling with carry-over to the zero-shot prompt, and the obvious control,
+SFT on the gold answers, alone and followed by carry-over.
 
-The same base model (SmolLM2-135M-Instruct, SPEC §4) is trained three times at the same rollout
-budget (steps x prompts per step x rollouts per prompt):
+The same base model (SmolLM2-135M-Instruct, SPEC §4) is trained by each arm; the RL arms at the same
+rollout budget (steps x prompts per step x rollouts per prompt), SFT at the same optimizer steps:
 
 - ``grpo``: plain GRPO;
 - ``hard_sampling``: hard items are posed with demonstrations and trained under that prompt
   (`carry_over: none`; the paper's hard sampling without its self-exemplifying prompt, which does
   not fit the CPU preset's 64-token replies);
 - ``carry_over``: mixed groups (m of G rollouts with demonstrations) whose
-  demonstration rows are trained under the zero-shot prompt (`carry_over: swap_nll`, SPEC §8).
+  demonstration rows are trained under the zero-shot prompt (`carry_over: swap_nll`, SPEC §8);
+- ``sft``: TRL's SFTTrainer on the gold answers of the same training items under the zero-shot
+  prompt, as many optimizer steps as an RL arm (SPEC §9);
+- ``sft_then_carry_over``: the ``sft`` model as the start of the carry-over arm (SFT -> RL).
 
 Every few steps each arm is measured zero-shot and 2-shot on a fixed set of held-out training
 items (never trained on, never shown as a demonstration); at the end, zero-shot on the suite's
@@ -110,7 +114,8 @@ PRESETS = {
         what_it_shows="whether what is learned with demonstrations reaches the zero-shot prompt, on the easy "
         "level of the suite, in under 45 minutes on 2 CPU cores; each item is drawn twice. The "
         "self-exemplifying prompt does not fit the 64-token completions of this budget, so both ToolExpander "
-        "arms use hard sampling with the plain prompt",
+        "arms use hard sampling with the plain prompt; beside them SFT on the same items' gold answers, "
+        "alone and followed by carry-over",
     ),
     "gpu": DemoPreset(
         "gpu",
@@ -129,14 +134,16 @@ PRESETS = {
         bfcl_items=100,
         eval_max_new_tokens=128,
         eval_batch_size=64,
-        what_it_shows="the same three arms at a GPU's budget: whether carry-over takes few-shot competence "
+        what_it_shows="the same arms at a GPU's budget: whether carry-over takes few-shot competence "
         "to zero-shot at scale (the paper's self-exemplifying arm is `toolexpander_paper` of "
         "`toolexpander compare`)",
     ),
 }
 
 # The arms the README's demo figures come from; `--arms` runs any of `toolexpander.study.arms`.
-DEFAULT_ARMS = ("grpo", "hard_sampling", "carry_over")
+# sft and sft_then_carry_over: the control the comparison study (docs/study/) found ahead of
+# carry-over, and the SFT -> RL recipe, paid for by the shared-prompt loss's saving (SPEC §11).
+DEFAULT_ARMS = ("grpo", "hard_sampling", "carry_over", "sft", "sft_then_carry_over")
 
 
 def check_arms(arms: list[str]) -> None:
