@@ -91,6 +91,29 @@ def test_limit_takes_first_items_per_category(tmp_path, bfcl_dir):
 
 
 @pytest.mark.parametrize(
+    ("skip", "limit", "expected"),
+    [("2", "3", [2, 3, 4]), ("398", None, [398, 399]), ("0", "1", [0])],
+)
+def test_skip_leaves_out_the_first_items_per_category(tmp_path, skip, limit, expected):
+    """BFCL as the bfcl-eval wheel ships it: --skip N scores what a run holding out items N... left."""
+    pytest.importorskip("bfcl_eval", reason="needs the bfcl-eval wheel (its data)")
+    predictions = _write_predictions(tmp_path / "p.jsonl", [{"id": "simple_python_2", "completion": "x"}])
+    out = tmp_path / "out"
+    argv = ["eval", "--bench", "bfcl:simple_python", "--skip", skip, "--predictions", str(predictions)]
+    assert main([*argv, *(["--limit", limit] if limit else []), "--out", str(out)]) == 0
+    ids = [json.loads(line)["id"] for line in (out / "items.jsonl").read_text().splitlines()]
+    assert ids == [f"simple_python_{i}" for i in expected]
+    notes = json.loads((out / "results.json").read_text())["notes"]
+    assert any(note.startswith(f"--skip {skip}:") for note in notes) == (skip != "0")
+
+
+def test_skip_past_every_item_is_a_clear_error(capsys):
+    pytest.importorskip("bfcl_eval", reason="needs the bfcl-eval wheel (its data)")
+    assert main(["eval", "--bench", "bfcl:simple_python", "--skip", "400", "--predictions", "P"]) == 2
+    assert "no usable records after the first 400 of each category" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("rows", "message"),
     [
         ([{"id": "nope", "completion": "x"}], "not in bfcl:simple_python: 'nope'"),
@@ -127,6 +150,7 @@ def test_bad_predictions_exit_2(tmp_path, bfcl_dir, capsys, rows, message):
             ["--bench", "bfcl:simple_python", "--predictions", "P", "--limit", "0"],
             "--limit must be at least 1",
         ),
+        (["--bench", "bfcl:simple_python", "--predictions", "P", "--skip", "-1"], "--skip must be at least 0"),
     ],
 )
 def test_bad_input_exits_2(shared_data, capsys, arguments, message):

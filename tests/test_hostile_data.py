@@ -5,7 +5,6 @@ import copy
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -293,6 +292,7 @@ def test_a_deep_json_array_file_is_one_clear_problem(tmp_path, capsys):
 
 def test_validate_and_train_skip_hostile_lines(tmp_path, capsys):
     from toolexpander.trainer.commands import load_train_tasks
+    from toolexpander.trainer.config import ToolExpanderScriptArguments
 
     path = write_source(
         tmp_path, "toolace", changed("toolace", "conversations.1.value", f"[get_weather(city={DASHES})]")
@@ -301,11 +301,11 @@ def test_validate_and_train_skip_hostile_lines(tmp_path, capsys):
         file.write(DEEP_TEXT + "\n")
     assert main(["data", "validate", path, "--skip-invalid"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "2 valid, 2 skipped"
-    options = {"dataset": path, "dataset_format": "auto", "dataset_split": None, "max_train_items": 0}
-    tasks, _ = load_train_tasks(SimpleNamespace(**options, skip_invalid=True))
+    options = {"dataset": path, "dataset_split": None}
+    tasks, _ = load_train_tasks(ToolExpanderScriptArguments(**options, skip_invalid=True))
     assert [task["id"] for task in tasks] == ["toolace-0-1", "toolace-2-1"]
     with pytest.raises(UserError, match="2 invalid training records"):
-        load_train_tasks(SimpleNamespace(**options, skip_invalid=False))
+        load_train_tasks(ToolExpanderScriptArguments(**options, skip_invalid=False))
 
 
 # Python's own messages, which a reason must never be.
@@ -396,6 +396,7 @@ def test_too_deep(value, deep):
 )
 def test_an_unreadable_file_is_a_one_line_error(tmp_path, capsys, name, content, message):
     from toolexpander.trainer.commands import load_train_tasks
+    from toolexpander.trainer.config import ToolExpanderScriptArguments
 
     path = tmp_path / name
     path.write_bytes(content)
@@ -404,9 +405,8 @@ def test_an_unreadable_file_is_a_one_line_error(tmp_path, capsys, name, content,
     assert captured.out == ""
     assert captured.err.startswith(f"error: {path} {message}")
     assert captured.err.count("\n") == 1
-    options = {"dataset": str(path), "dataset_format": "auto", "dataset_split": None, "max_train_items": 0}
     with pytest.raises(UserError, match=message):
-        load_train_tasks(SimpleNamespace(**options, skip_invalid=True))
+        load_train_tasks(ToolExpanderScriptArguments(dataset=str(path), dataset_split=None, skip_invalid=True))
 
 
 def test_a_truncated_parquet_file_is_a_one_line_error(tmp_path, capsys):

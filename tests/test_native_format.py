@@ -367,6 +367,28 @@ def test_earlier_calls_in_the_context_are_rendered_by_the_template(tokenizer, na
     assert call_text in text and result_text in text
 
 
+def test_several_earlier_calls_reach_a_llama_template_as_the_reply_it_wrote(tokenizer):
+    """Llama 3.x templates take one structured call per message (two raise): a step of an episode
+    with two calls goes in as the model's own text, its results as ipython turns, and the
+    conversation before the results is a prefix of the one after (episodes extend it)."""
+    from toolexpander.rewards.call_formats import parse_calls
+
+    tokenizer.chat_template = template("llama3_1")
+    calls = [{"name": "get_weather", "arguments": {"city": c}} for c in ("Rome", "Paris")]
+    asked = [{"role": "user", "content": "Weather in Rome and Paris?"}]
+    replied = [*asked, {"role": "assistant", "content": "", "tool_calls": calls}]
+    answered = [*replied, {"role": "tool", "content": "sunny"}, {"role": "tool", "content": "rain"}]
+    text = NATIVE.render(tokenizer, {**TASK, "messages": answered})
+    reply = '{"name": "get_weather", "parameters": {"city": "Rome"}}; {"name": "get_weather", "parameters": {"city": "Paris"}}'
+    assert f"<|start_header_id|>assistant<|end_header_id|>\n\n{reply}<|eot_id|>" in text
+    assert text.count("<|start_header_id|>ipython<|end_header_id|>") == 2
+    assert parse_calls(reply, "llama3_json") == calls
+    head = NATIVE.render(tokenizer, {**TASK, "messages": replied}, add_generation_prompt=False)
+    assert text.startswith(head)
+    single = NATIVE.render(tokenizer, {**TASK, "messages": [*asked, {**replied[1], "tool_calls": calls[:1]}]})
+    assert "<|python_tag|>" not in single and '{"name": "get_weather", "parameters": {"city": "Rome"}}' in single
+
+
 def test_vllm_eval_in_native_generates_from_the_rendered_tokens_and_reads_hermes(
     tmp_path, qwen_tiny_dir, install_fake_vllm, capsys
 ):

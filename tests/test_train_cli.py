@@ -73,6 +73,7 @@ def test_help_lists_every_field_and_exits_0(capsys):
         (["--suite_level", "impossible"], None, "suite_level must be one of full, easy, got 'impossible'"),
         (["--dataset_split", "nope"], None, "the suite has splits train, test, test_unseen_tools"),
         (["--max_train_items", "0"], None, "max_train_items must be >= 1"),
+        (["--held_out_after", "0"], None, "held_out_after must be >= 1"),
         (["--mode", "grpo", "--carry_over", "swap"], None, "mode grpo poses no demonstrations"),
         (["--mode", "dapo_filter", "--reroll_all_fail", "true"], None, "would ignore reroll_all_fail"),
         (["--max_steps", "0"], None, "max_steps must be >= 1, or -1 to train num_train_epochs; got 0"),
@@ -91,6 +92,7 @@ def test_help_lists_every_field_and_exits_0(capsys):
         "suite-level",
         "suite-split",
         "no-items",
+        "no-pool",
         "grpo-carry-over",
         "dapo-reroll",
         "zero-steps",
@@ -236,3 +238,27 @@ def test_ctrl_c_prints_how_to_resume_and_exits_130(tmp_path, tiny_model_dir, cap
     else:
         assert f"no checkpoint was saved in {out}" in hint and "--save_strategy steps" in hint
     assert lock_is_free(out)  # released on the way out
+
+
+def test_held_out_after_keeps_later_records_out_of_training_and_demonstrations():
+    from toolexpander.tasks.suite import build_suite
+    from toolexpander.trainer.commands import load_train_tasks
+    from toolexpander.trainer.config import ToolExpanderScriptArguments
+
+    everything = [t["id"] for t in build_suite()["train"]]
+    tasks, pool = load_train_tasks(ToolExpanderScriptArguments(held_out_after=10, max_train_items=4))
+    assert [t["id"] for t in pool] == everything[:10]
+    assert [t["id"] for t in tasks] == everything[:4]
+    tasks, pool = load_train_tasks(ToolExpanderScriptArguments(max_train_items=4))
+    assert [t["id"] for t in pool] == everything and len(tasks) == 4
+
+
+@pytest.mark.parametrize("recipe", sorted(path.name for path in (REPO / "recipes").glob("*.yaml")))
+def test_every_recipe_is_a_valid_training_configuration(recipe):
+    """The recipes a user copies parse and pass every check a training run makes before loading."""
+    from toolexpander.trainer.commands import parse_train_args
+
+    # use_cpu: transformers refuses bf16 on a machine without a GPU unless told it trains there.
+    argv = ["--config", str(REPO / "recipes" / recipe), "--use_cpu", "true"]
+    script_args, config, model_args = parse_train_args(argv)
+    assert model_args.model_name_or_path and script_args.dataset and config.output_dir.startswith("runs/")

@@ -235,9 +235,14 @@ def _native_demo_turn(demo: dict, call_format: str) -> dict:
         return {"role": "assistant", "content": think + NO_CALL_REPLY}
     if call_format == "llama3_json":
         # Llama 3.x templates take one structured call per turn and drop the text beside it.
-        payload = "; ".join(json.dumps({"name": c["name"], "parameters": c["arguments"]}) for c in calls)
-        return {"role": "assistant", "content": think + payload}
+        return {"role": "assistant", "content": think + llama_calls_text(calls)}
     return {"role": "assistant", "content": think.rstrip(), "tool_calls": _structured(calls)}
+
+
+def llama_calls_text(calls: Sequence[dict]) -> str:
+    """Calls as a Llama 3.x reply writes them (JSON objects joined by "; ", which vLLM's
+    ``llama3_json`` parser and ours read back)."""
+    return "; ".join(json.dumps({"name": c["name"], "parameters": c["arguments"]}) for c in calls)
 
 
 def _structured(calls: Sequence[dict]) -> list[dict]:
@@ -245,10 +250,15 @@ def _structured(calls: Sequence[dict]) -> list[dict]:
     return [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
 
 
-def _native_context_turn(message: dict) -> dict:
-    if message.get("tool_calls") is None:
+def _native_context_turn(message: dict, call_format: str) -> dict:
+    calls = message.get("tool_calls")
+    if calls is None:
         return dict(message)
-    return {**message, "tool_calls": _structured(message["tool_calls"])}
+    if call_format == "llama3_json" and len(calls) > 1:
+        # Llama 3.x templates refuse a message with several structured calls: they go as the text the
+        # model wrote them in, and their results follow as the template's tool (ipython) turns.
+        return {"role": "assistant", "content": (message.get("content") or "") + llama_calls_text(calls)}
+    return {**message, "tool_calls": _structured(calls)}
 
 
 def native_messages(
@@ -267,7 +277,7 @@ def native_messages(
     turns: list[dict] = []
     for demo in demos:
         turns += [{"role": "user", "content": demo["query"]}, _native_demo_turn(demo, call_format)]
-    turns += [_native_context_turn(m) for m in task["messages"] if m["role"] != "system"]
+    turns += [_native_context_turn(m, call_format) for m in task["messages"] if m["role"] != "system"]
     return [{"role": "system", "content": system}, *turns]
 
 

@@ -1,4 +1,4 @@
-"""``toolexpander demo [--quick | --preset cpu|gpu] [--out DIR]``."""
+"""``toolexpander demo [--quick | --preset cpu|gpu | --multi-turn] [--out DIR]``."""
 
 from __future__ import annotations
 
@@ -24,8 +24,14 @@ def register(subparsers) -> None:
         "--arms",
         nargs="+",
         default=None,
-        help="arms to train, in order (default: grpo hard_sampling carry_over; any arm of "
+        help="arms to train, in order (default: grpo hard_sampling carry_over sft sft_then_carry_over; any arm of "
         "`toolexpander compare`, e.g. sft carry_over sft_then_carry_over)",
+    )
+    parser.add_argument(
+        "--multi-turn",
+        action="store_true",
+        help="instead: the multi-turn path in a few minutes (BFCL multi-turn episodes on their simulators: "
+        "evaluate, train with hard sampling and carry-over, evaluate; a smoke test, not a measure)",
     )
     parser.add_argument(
         "--print-recipe",
@@ -40,6 +46,11 @@ def run(args, extra: list[str]) -> int:
 
     if args.print_recipe:
         print(recipe_text(args.preset, seed=args.seed), end="")
+        return 0
+    if args.multi_turn:
+        from toolexpander.demo.multi_turn import run_multi_turn_demo
+
+        run_multi_turn_demo(args.out, args.model, seed=args.seed)
         return 0
     run_demo(args.preset, args.out, model_name=args.model, seed=args.seed, arms=args.arms or DEFAULT_ARMS)
     return 0

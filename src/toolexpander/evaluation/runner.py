@@ -44,7 +44,7 @@ BACKENDS = ("hf", "vllm")
 class EvalConfig:
     """Options of ``toolexpander eval``. Give exactly one of ``model`` and ``predictions``.
 
-    What to score: ``bench``, ``data_dir``, ``limit``. Where completions come from: ``model``
+    What to score: ``bench``, ``data_dir``, ``skip``, ``limit``. Where completions come from: ``model``
     (with ``backend``, ``prompt``, ``prompt_format``, ``think_prefill``, ``max_new_tokens``, ``batch_size``,
     ``temperature``, ``device``, ``dtype``) or ``predictions``. Where results go: ``out``.
     """
@@ -68,7 +68,14 @@ class EvalConfig:
         },
     )
     limit: int | None = field(
-        default=None, metadata={"help": "score only the first N items of each category"}
+        default=None, metadata={"help": "score only the first N items of each category (after --skip)"}
+    )
+    skip: int = field(
+        default=0,
+        metadata={
+            "help": "leave out the first N items of each category, e.g. those a run trained on or took "
+            "demonstrations from (`toolexpander train --held_out_items`)"
+        },
     )
     prompt: str | None = field(
         default=None,
@@ -295,8 +302,8 @@ def generate_for(records: list[dict], config: EvalConfig, spec: PromptSpec) -> t
 def generate_episodes(
     records: list[dict], config: EvalConfig, spec: PromptSpec
 ) -> tuple[dict[str, dict], str]:
-    """The episodes of ``config.model`` on multi-turn ``records`` (`toolexpander.evaluation.
-    multi_turn.run_episodes`), keyed by id, and the call format its replies were read in."""
+    """The episodes of ``config.model`` on multi-turn ``records`` (`toolexpander.episodes.turns.
+    run_episodes`), keyed by id, and the call format its replies were read in."""
     from toolexpander.episodes.turns import run_episodes
 
     generate, tokenizer = load_generator(config, spec)
@@ -328,6 +335,8 @@ def _validate(config: EvalConfig) -> None:
         raise UserError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
     if config.limit is not None and config.limit < 1:
         raise UserError("--limit must be at least 1")
+    if config.skip < 0:
+        raise UserError("--skip must be at least 0")
 
 
 def write_outputs(out: str | Path, items: list[dict], results: dict) -> None:
@@ -378,10 +387,12 @@ def run_eval(config: EvalConfig) -> dict:
     _validate(config)
     benchmark = load_benchmark(config.bench, config.data_dir)
     known_ids = {record["id"] for record in benchmark.records()}
-    categories = {c: records[: config.limit] for c, records in benchmark.categories.items()}
+    end = None if config.limit is None else config.skip + config.limit
+    categories = {c: records[config.skip : end] for c, records in benchmark.categories.items()}
     records = [record for records in categories.values() for record in records]
     if not records:
-        raise UserError(f"{config.bench} holds no usable records")
+        skipped = f" after the first {config.skip} of each category" if config.skip else ""
+        raise UserError(f"{config.bench} holds no usable records{skipped}")
     spec = run_prompt(config) if config.model is not None else None
     if any(task_of(record).multi_turn for record in records):
         items, results, call_format = _score_multi_turn(config, records, known_ids, spec)
@@ -393,9 +404,12 @@ def run_eval(config: EvalConfig) -> dict:
         else:
             completions, call_format = generate_for(records, config, spec)
         items, results = evaluate_records(records, completions, call_format)
+    if config.skip:
+        results["notes"].append(f"--skip {config.skip}: the first {config.skip} items of each category left out")
     if config.limit is not None:
         results["notes"].append(
             f"--limit {config.limit}: only the first {config.limit} items of each category"
+            + (f" after the {config.skip} skipped" if config.skip else "")
         )
     if benchmark.problems:
         results["notes"].append(

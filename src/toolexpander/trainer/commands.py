@@ -87,8 +87,9 @@ def parse_train_args(argv: list[str]):
 
 
 def load_train_tasks(script_args) -> tuple[list[dict], list[dict]]:
-    """The training records and the demonstration pool (every usable record, however few are
-    trained on: SPEC §5); invalid ones stop the run (listed) unless ``skip_invalid``."""
+    """The training records and the demonstration pool (every usable record before
+    ``held_out_after``, however few are trained on: SPEC §5); invalid ones stop the run (listed)
+    unless ``skip_invalid``."""
     if script_args.dataset == "suite":
         from toolexpander.tasks.suite import build_suite
 
@@ -109,6 +110,8 @@ def load_train_tasks(script_args) -> tuple[list[dict], list[dict]]:
             print(f"skipping {len(result.problems)} invalid records:\n{listing}{more}", file=sys.stderr)
         # A multi-turn episode has no one answer: it is scored per turn (`toolexpander.trainer.episodes`).
         tasks = [t for t in result.records if t["answer"] is not None or t["task"] == bfcl_multi_turn.NAME]
+    if script_args.held_out_after:
+        tasks = tasks[: script_args.held_out_after]
     pool = tasks
     if script_args.max_train_items:
         tasks = tasks[: script_args.max_train_items]

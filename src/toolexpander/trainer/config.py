@@ -72,6 +72,14 @@ class ToolExpanderScriptArguments:
     max_train_items: int | None = field(
         default=None, metadata={"help": "Use only the first N valid items (quick runs)."}
     )
+    held_out_after: int | None = field(
+        default=None,
+        metadata={
+            "help": "Only the first N usable records are trained on or shown as demonstrations; those "
+            "after them stay unseen, to be scored with `toolexpander eval --skip N` (e.g. BFCL's "
+            "multi-turn categories, whose item i of each category shares its scenario with the others' i)."
+        },
+    )
     skip_invalid: bool = field(
         default=False,
         metadata={"help": "Skip invalid records (reported) instead of stopping with the list of problems."},
@@ -92,6 +100,8 @@ class ToolExpanderScriptArguments:
             problems.append(f"the suite has splits {splits}; got dataset_split {self.dataset_split!r}")
         if self.max_train_items is not None and self.max_train_items < 1:
             problems.append(f"max_train_items must be >= 1 (or unset: all), got {self.max_train_items}")
+        if self.held_out_after is not None and self.held_out_after < 1:
+            problems.append(f"held_out_after must be >= 1 (or unset: every record), got {self.held_out_after}")
         if problems:
             raise ValueError("; ".join(problems))
 
