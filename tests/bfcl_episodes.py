@@ -29,16 +29,22 @@ def _write(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    source, folder = bfcl.default_data_dir(), tmp_path_factory.mktemp("bfcl")
+def trimmed_bfcl(folder: Path, item_ids: tuple[str, ...]) -> Path:
+    """A BFCL data folder in ``folder`` whose multi_turn_base holds ``item_ids`` (GorillaFileSystem
+    items, in BFCL's order) and whose GorillaFileSystem docs keep only `KEPT_DOCS`."""
+    source = bfcl.default_data_dir()
     shutil.copytree(source / mt.FUNC_DOC_DIR, folder / mt.FUNC_DOC_DIR)
     docs = folder / mt.FUNC_DOC_DIR / "gorilla_file_system.json"
     _write(docs, [doc for doc in _lines(docs) if doc["name"] in KEPT_DOCS])
     (folder / "possible_answer").mkdir()
     for name in (BASE, f"possible_answer/{BASE}"):
-        _write(folder / name, [row for row in _lines(source / name) if row["id"] in KEPT_ITEMS])
+        _write(folder / name, [row for row in _lines(source / name) if row["id"] in item_ids])
     return folder
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    return trimmed_bfcl(tmp_path_factory.mktemp("bfcl"), KEPT_ITEMS)
 
 
 @pytest.fixture(scope="module")

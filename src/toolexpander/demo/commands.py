@@ -18,7 +18,12 @@ def register(subparsers) -> None:
         "--quick", action="store_const", const="quick", dest="preset", help="same as --preset quick"
     )
     parser.add_argument("--out", default="runs/demo", help="folder for report.md, results.json and plots")
-    parser.add_argument("--model", default=SMOLLM2_HUB_ID, help="base model: hub id, local folder or .gguf")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="base model: hub id, local folder or .gguf (default: SmolLM2-135M-Instruct; with --multi-turn a "
+        "tiny random model built on the spot)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--arms",
@@ -52,5 +57,6 @@ def run(args, extra: list[str]) -> int:
 
         run_multi_turn_demo(args.out, args.model, seed=args.seed)
         return 0
-    run_demo(args.preset, args.out, model_name=args.model, seed=args.seed, arms=args.arms or DEFAULT_ARMS)
+    model = args.model or SMOLLM2_HUB_ID
+    run_demo(args.preset, args.out, model_name=model, seed=args.seed, arms=args.arms or DEFAULT_ARMS)
     return 0

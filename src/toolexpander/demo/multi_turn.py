@@ -10,8 +10,10 @@ it as that command:
    scenarios the other three categories reuse under the same index) are never seen;
 3. the same evaluation of the trained model.
 
-A smoke test of the pipeline (two episodes, two steps): it shows that every part runs on a real
-model, nothing about learning. A hard episode is posed again after a demonstration episode (another
+A smoke test of the pipeline (two episodes, two steps): it shows that every part runs, nothing
+about learning. By default on a tiny random model built on the spot (about a minute on 2 CPU
+cores); ``--model`` runs a real one, at a real model's cost: every BFCL multi-turn prompt holds
+4-8k tokens of function docs, so on a CPU one step of SmolLM2-135M takes minutes. A hard episode is posed again after a demonstration episode (another
 training item's ground truth on the same simulators), as `recipes/qwen2.5-1.5b-gpu-multi-turn.yaml`
 does at scale.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -93,11 +95,12 @@ def train_argv(
     )
 
 
-def eval_argv(model: str | Path, out: Path, preset: MultiTurnPreset) -> list[str]:
+def eval_argv(model: str | Path, out: Path, data_dir: Path, preset: MultiTurnPreset) -> list[str]:
     """The ``toolexpander eval`` arguments that score ``model`` zero-shot on the held-out items."""
     return as_argv(
         {
             "bench": f"bfcl:{CATEGORY}",
+            "data_dir": data_dir,
             "model": model,
             "skip": preset.held_out_after,
             "limit": preset.eval_items,
@@ -136,9 +139,15 @@ def training_figures(run_dir: Path) -> list[dict]:
 
 
 def run_multi_turn_demo(
-    out_dir: str, model_name: str, seed: int = 0, preset: MultiTurnPreset = QUICK
+    out_dir: str,
+    model_name: str | None = None,
+    seed: int = 0,
+    preset: MultiTurnPreset = QUICK,
+    data_dir: str | None = None,
 ) -> dict:
-    """Evaluate, train, evaluate (see the module docstring); returns what ``results.json`` holds."""
+    """Evaluate, train, evaluate ``model_name`` (default: a tiny random model; see the module
+    docstring) on BFCL's data in ``data_dir`` (default: the bfcl-eval wheel's); returns what
+    ``results.json`` holds."""
     from toolexpander.evaluation.commands import parse_eval_args
     from toolexpander.evaluation.runner import run_eval
     from toolexpander.models import model_description
@@ -148,12 +157,19 @@ def run_multi_turn_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    if model_name is None:
+        from toolexpander.models import build_tiny_model
+
+        model_name = build_tiny_model(str(out / "tiny-model"), seed=seed)
+        # Its byte-level tokenizer writes ~1.6 characters a token: BFCL's docs alone take 9-17k.
+        preset = replace(preset, max_episode_tokens=65536)
     run_dir = out / "run"
-    data_file = bfcl.default_data_dir() / f"BFCL_v4_{CATEGORY}.json"
+    data = Path(data_dir) if data_dir else bfcl.default_data_dir()
+    data_file = data / f"BFCL_v4_{CATEGORY}.json"
     parts = (
-        ("evaluating the base model", "eval", eval_argv(model_name, out / "eval_base", preset)),
+        ("evaluating the base model", "eval", eval_argv(model_name, out / "eval_base", data, preset)),
         ("training", "train", train_argv(model_name, data_file, run_dir, preset, seed)),
-        ("evaluating the trained model", "eval", eval_argv(run_dir, out / "eval_trained", preset)),
+        ("evaluating the trained model", "eval", eval_argv(run_dir, out / "eval_trained", data, preset)),
     )
     for title, command, argv in parts:
         console.rule(f"[bold]multi-turn demo: {title}[/] ({(time.time() - started) / 60:.1f} min)")
