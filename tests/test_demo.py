@@ -18,7 +18,7 @@ def test_quick_demo_writes_the_report(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert "SmolLM2" in results["model"]
     preset = results["preset"]
-    assert list(results["arms"]) == ["grpo", "hard_sampling", "carry_over", "sft", "sft_then_carry_over"]
+    assert list(results["arms"]) == ["grpo", "carry_over", "sft", "sft_then_carry_over"]
     splits = {"test", "test_unseen_tools", "full_suite_test", "bfcl_simple_python"}
     assert set(results["split_items"]) == splits and all(n > 0 for n in results["split_items"].values())
     for arm, stats in results["arms"].items():
@@ -32,10 +32,11 @@ def test_quick_demo_writes_the_report(tmp_path):
         if arm != "sft":  # the RL arms: the same rollout budget
             assert stats["rollouts"] == results["rollouts_per_arm"], arm
             assert stats["groups"] == preset["steps"] * preset["prompts_per_step"], arm
-    # Demonstrations are shown only by the hard-sampling arms, swapped only by the carry-over arm.
+    # Demonstrations are shown, and swapped to the zero-shot prompt, only by the carry-over arms.
     arms = results["arms"]
-    assert arms["grpo"]["demo_rollouts"] == 0 and arms["hard_sampling"]["demo_rollouts"] > 0
-    assert arms["hard_sampling"]["swapped_share"] == 0 < arms["carry_over"]["swapped_share"]
+    assert arms["grpo"]["demo_rollouts"] == 0 < arms["carry_over"]["demo_rollouts"]
+    assert arms["grpo"]["swapped_share"] == 0 < arms["carry_over"]["swapped_share"]
+    assert arms["sft"]["rollouts"] == 0 and arms["sft_then_carry_over"]["rollouts"] == results["rollouts_per_arm"]
     for name in (
         "report.md",
         "curves.png",

@@ -52,6 +52,9 @@ def test_the_multi_turn_demo_evaluates_trains_and_evaluates(tmp_path):
     assert "--held_out_after 2" in results["commands"][1] and "--skip 2" in results["commands"][0]
     report = (out / "report.md").read_text()
     assert "| before | 2 |" in report and "| after | 2 |" in report
+    # Run again into the same folder: the demo starts its run over.
+    again = run_multi_turn_demo(str(out), preset=preset, data_dir=str(data))
+    assert again["before"] == results["before"]
 
 
 def test_the_demo_flag_runs_the_multi_turn_path(tmp_path, monkeypatch):

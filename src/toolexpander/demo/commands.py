@@ -10,8 +10,8 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "demo",
-        help="Train SmolLM2-135M five ways (GRPO, hard sampling, hard sampling with carry-over, SFT, SFT then "
-        "carry-over) and report zero-shot accuracy.",
+        help="Train SmolLM2-135M four ways (GRPO, hard sampling with carry-over, SFT, SFT then carry-over) "
+        "and report zero-shot accuracy.",
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="run size (default: cpu)")
     parser.add_argument(
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
         "--arms",
         nargs="+",
         default=None,
-        help="arms to train, in order (default: grpo hard_sampling carry_over sft sft_then_carry_over; any arm of "
+        help="arms to train, in order (default: grpo carry_over sft sft_then_carry_over; any arm of "
         "`toolexpander compare`, e.g. sft carry_over sft_then_carry_over)",
     )
     parser.add_argument(

@@ -71,6 +71,7 @@ def train_argv(
             "held_out_after": preset.held_out_after,
             "max_train_items": preset.train_items,
             "output_dir": output_dir,
+            "overwrite_output_dir": "true",  # the demo's own folder: a second demo starts it over
             "mode": "hard_sampling_only",  # the self-exemplify bonus scores one reply, not an episode
             "carry_over": "swap_nll",
             "demo_rollouts_per_group": preset.demo_rollouts,
