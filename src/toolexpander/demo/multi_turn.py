@@ -11,11 +11,11 @@ it as that command:
 3. the same evaluation of the trained model.
 
 A smoke test of the pipeline (two episodes, two steps): it shows that every part runs, nothing
-about learning. By default on a tiny random model built on the spot (about a minute on 2 CPU
-cores); ``--model`` runs a real one, at a real model's cost: every BFCL multi-turn prompt holds
-4-8k tokens of function docs, so on a CPU one step of SmolLM2-135M takes minutes. A hard episode is posed again after a demonstration episode (another
-training item's ground truth on the same simulators), as `recipes/qwen2.5-1.5b-gpu-multi-turn.yaml`
-does at scale.
+about learning. By default on a tiny random model built on the spot (1.0 min on 2 CPU cores);
+``--model`` runs a real one at a real model's cost: every BFCL multi-turn prompt holds 4-8k tokens
+of function docs, so on a CPU one step of SmolLM2-135M takes minutes. A hard episode is posed again
+after a demonstration episode (another training item's ground truth on the same simulators), as
+`recipes/qwen2.5-1.5b-gpu-multi-turn.yaml` does at scale.
 """
 
 from __future__ import annotations
