@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolexpander.data.schema import jsonl_rows
-from toolexpander.files import append_jsonl, dumps_json, jsonl_text, write_file, write_files
+from toolexpander.files import append_jsonl, dumps_json, jsonl_text, read_jsonl, write_file, write_files
 
 # Any string a JSON input can hold: lone surrogates (from "\ud800" escapes) and the line separators
 # str.splitlines() honours included. Read through json, as our inputs are, so that a high and a low
@@ -96,3 +96,12 @@ def test_append_jsonl_appends_rows_utf8_holds(tmp_path):
     append_jsonl(path, [{"step": 2, "id": "\ud800"}, {"step": 2, "id": "é\u2028"}])
     rows = [row for _, row, _ in jsonl_rows(path.read_bytes().decode("utf-8"))]
     assert rows == [{"step": 1}, {"step": 2, "id": "\ud800"}, {"step": 2, "id": "é\u2028"}]
+
+
+def test_read_jsonl_reads_what_append_jsonl_wrote_and_nothing_for_a_missing_file(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert read_jsonl(path) == []  # a run that has not logged yet
+    append_jsonl(path, [{"step": 1}, {"step": 2, "text": "é"}])
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("\n  \n")  # blank lines are skipped
+    assert read_jsonl(path) == [{"step": 1}, {"step": 2, "text": "é"}]

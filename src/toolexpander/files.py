@@ -76,6 +76,15 @@ def write_file(path: str | Path, text: str) -> None:
     write_files({path: text})
 
 
+def read_jsonl(path: str | Path) -> list:
+    """The rows of the JSON Lines file ``path``, blank lines skipped; [] when there is no such file
+    (a run that has not written it yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def append_jsonl(path: str | Path, rows: list) -> None:
     """Append ``rows`` to the JSON Lines file ``path`` in one write call (a kill can tear at most
     the last line, which resuming drops)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from toolexpander.files import dumps_json, write_file
+from toolexpander.files import dumps_json, read_jsonl, write_file
 
 console = Console()
 CATEGORY = "multi_turn_base"
@@ -117,7 +117,7 @@ def eval_argv(model: str | Path, out: Path, data_dir: Path, preset: MultiTurnPre
 def episode_figures(eval_dir: Path) -> dict:
     """Accuracy (every turn passed), share of turns passed, and why episodes stopped, from an
     evaluation's ``items.jsonl`` and ``results.json``."""
-    items = [json.loads(line) for line in (eval_dir / "items.jsonl").read_text().splitlines() if line]
+    items = read_jsonl(eval_dir / "items.jsonl")
     results = json.loads((eval_dir / "results.json").read_text())
     turns = sum(len(item["turns_valid"]) for item in items)
     stopped: dict[str, int] = {}
@@ -135,7 +135,7 @@ def episode_figures(eval_dir: Path) -> dict:
 def training_figures(run_dir: Path) -> list[dict]:
     """Per logged step: reward, share of turns passed, all-fail groups and demonstration share."""
     keys = ("step", "reward/correct", "episodes/turns_passed", "hard/ratio", "hard/demo_share")
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     return [{k: row[k] for k in keys if k in row} for row in rows if "episodes/turns_passed" in row]
 
 

@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from toolexpander.files import write_file
+from toolexpander.files import read_jsonl, write_file
 
 PLOTS = {
     "reward.png": ("reward/correct", "share of correct rollouts"),
@@ -18,11 +17,7 @@ PLOTS = {
 
 
 def _training_rows(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [row for row in rows if "hard/ratio" in row]
+    return [row for row in read_jsonl(run_dir / "metrics.jsonl") if "hard/ratio" in row]
 
 
 def write_plots(results: dict, out: Path) -> list[str]:

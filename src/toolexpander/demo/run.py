@@ -24,7 +24,6 @@ split, and on a BFCL subset. The run writes ``report.md``, ``results.json`` and 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 from rich.console import Console
 
 from toolexpander.errors import UserError
-from toolexpander.files import dumps_json, write_file
+from toolexpander.files import dumps_json, read_jsonl, write_file
 from toolexpander.models import SMOLLM2_HUB_ID
 from toolexpander.study.arms import ARMS, rl_fields
 
@@ -265,10 +264,8 @@ def demo_data(preset: DemoPreset, seed: int) -> DemoData:
         final["full_suite_test"] = build_suite(seed)["test"][: preset.full_suite_items]
     try:
         final["bfcl_simple_python"] = load_benchmark("bfcl:simple_python").records()[: preset.bfcl_items]
-    except (
-        UserError,
-        ImportError,
-    ) as error:  # bfcl-eval or its data missing: the suite still tells the story
+    # bfcl-eval or its data missing: the suite still tells the story.
+    except (UserError, ImportError) as error:
         console.print(f"[yellow]BFCL subset skipped: {error}[/]")
     return DemoData(train_split[: preset.train_items], train_split[: -preset.dev_items], dev, final)
 
@@ -468,12 +465,6 @@ def _train_supervised(arm, model, tokenizer, data, preset, run_dir, seed, overri
     return trainer.model, spec, held_out.points
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
 def arm_statistics(run_dir: Path) -> dict:
     """From the ledger and metrics: hard ratio per round, wasted rollouts, correct rate of the
     rollouts posed zero-shot and with demonstrations, share of rows trained under a swapped prompt."""
@@ -518,7 +509,7 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_arms(list(arms))
-    sft_started = sum(ARMS[arm].kind == "sft_then_rl" for arm in arms)  # arms that start from sft's model
+    starts_from_sft = any(ARMS[arm].kind == "sft_then_rl" for arm in arms)  # sft's model must be kept
     clock = Clock(phases=2 + 2 * len(arms))
     console.print(f"model: {model_description(model_name)}\npreset {preset.name}: {preset.what_it_shows}")
     data = demo_data(preset, seed)
@@ -555,7 +546,7 @@ def run_demo(
         started = time.time()
         start = str(out / "sft" / "model") if ARMS[arm].kind == "sft_then_rl" else model_name
         model, tokenizer, spec, points = train_arm(
-            arm, start, data, preset, out / arm, seed, save_model=arm == "sft" and sft_started > 0
+            arm, start, data, preset, out / arm, seed, save_model=arm == "sft" and starts_from_sft
         )
         train_seconds = time.time() - started
         clock.phase(f"evaluating arm {arm} zero-shot")

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from toolexpander.errors import UserError, yaml_error
-from toolexpander.files import dumps_json, write_file
+from toolexpander.files import dumps_json, read_jsonl, write_file
 from toolexpander.models import SMOLLM2_HUB_ID
 from toolexpander.study.arms import ARMS
 from toolexpander.tasks.bfcl import NON_LIVE_AST
@@ -227,12 +227,6 @@ def stability(log_rows: list[dict], curve: list[dict]) -> dict:
     }
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, seed_dir: Path) -> dict:
     """Train and evaluate one arm for one seed into ``seed_dir/NAME``; what ``arm.json`` holds.
     A run whose ``arm.json`` exists is read back, not repeated."""
@@ -277,12 +271,11 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
                 "categories": summary["categories"],
                 "leaderboard_non_live": summary.get("non_live"),
             }
+    metrics = read_jsonl(arm_dir / "metrics.jsonl")
     result |= {
         "curve": curve,
-        "stability": stability(_read_jsonl(arm_dir / "metrics.jsonl"), curve),
-        "num_tokens": max(
-            (row.get("num_tokens", 0) for row in _read_jsonl(arm_dir / "metrics.jsonl")), default=0
-        ),
+        "stability": stability(metrics, curve),
+        "num_tokens": max((row.get("num_tokens", 0) for row in metrics), default=0),
         "train_seconds": train_seconds,
         "eval_seconds": time.time() - started,
     }
