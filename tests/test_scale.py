@@ -185,7 +185,7 @@ def test_generation_receives_demonstrations_for_hard_items_whichever_backend(tmp
     from toolexpander.models import load_model_and_tokenizer
     from toolexpander.tasks.suite import build_suite
     from toolexpander.trainer.config import ToolExpanderConfig
-    from toolexpander.trainer.trainer import ToolExpanderTrainer
+    from toolexpander.trainer.trainer import ToolExpanderTrainer, _Pass
 
     tasks = build_suite()["train"][:2]
     config = ToolExpanderConfig(
@@ -207,7 +207,12 @@ def test_generation_receives_demonstrations_for_hard_items_whichever_backend(tmp
     inputs = [trainer.train_dataset[i] for i in (0, 1) for _ in range(4)]
 
     batch = {"prompt_mask": torch.ones(8, 3, dtype=torch.long)}  # all our code reads of the output here
-    with mock.patch.object(GRPOTrainer, "_generate_and_score_completions", return_value=batch) as generate:
+
+    def trl_pass(posed):  # as TRL's pass does through our `_calculate_rewards`: hand over its groups
+        trainer._generated.put(_Pass())
+        return batch
+
+    with mock.patch.object(GRPOTrainer, "_generate_and_score_completions", side_effect=trl_pass) as generate:
         trainer._generate_and_score_completions(inputs)
     (posed,), _ = generate.call_args
     demos = trainer.hard_sampler.bank.select(hard, 1)

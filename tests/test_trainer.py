@@ -17,7 +17,7 @@ import torch
 
 from toolexpander.cli import main
 from toolexpander.errors import UserError
-from toolexpander.trainer.trainer import truncate_jsonl_after_step
+from toolexpander.trainer.trainer import Handoff, truncate_jsonl_after_step
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "tiny-cpu.yaml")
@@ -400,3 +400,31 @@ def test_replace_rows_pads_each_side_and_takes_the_marked_rows():
     # A second pass over fewer rows than the batch (only the groups that needed it).
     one = {key: value[1:] for key, value in other.items()}
     assert replace_rows(base, one, [0])["advantages"].tolist() == [-1.0, 0.0]
+
+
+def test_a_handoff_hands_the_one_value_its_hook_put_during_the_call():
+    handoff = Handoff("log-probs")
+    handoff.put("stale")  # outside a call (TRL's other passes run the hook too): dropped
+    assert handoff.through(lambda: handoff.put("fresh") or "result") == ("result", "fresh")
+    assert handoff.through(lambda: handoff.put("next") or 2) == (2, "next")  # nothing left over
+
+
+@pytest.mark.parametrize("puts", [0, 2])
+def test_a_handoff_fails_loudly_when_the_hook_did_not_run_exactly_once(puts):
+    handoff = Handoff("a generation pass's rewards")
+
+    def call():
+        for i in range(puts):
+            handoff.put(i)
+
+    with pytest.raises(RuntimeError, match=f"rewards: TRL ran the hook {puts} times in one call"):
+        handoff.through(call)
+    assert handoff.through(lambda: handoff.put("after") or 0) == (0, "after")  # closed and reusable
+
+
+def test_a_handoff_closes_when_the_call_raises():
+    handoff = Handoff("x")
+    with pytest.raises(KeyError):
+        handoff.through(lambda: {}["missing"])
+    handoff.put("outside")  # dropped: no call is open
+    assert handoff.through(lambda: handoff.put(1) or None) == (None, 1)

@@ -114,14 +114,22 @@ def test_step_time_is_logged_once_per_optimizer_step_around_generation_and_loss(
 
 
 def test_the_loss_makes_one_forward_whose_log_probs_the_carry_over_term_reuses():
-    # `compute_loss` reads the log-probs `_compute_loss` computed (captured by our override of
-    # `_get_per_token_logps_and_entropies`): that needs exactly one such call, on the loss's inputs.
+    # `compute_loss` reads the log-probs `_compute_loss` computed (handed over by our override of
+    # `_get_per_token_logps_and_entropies`, `Handoff`): that needs exactly one such call, on the loss's inputs.
     source = inspect.getsource(GRPOTrainer._compute_loss)
     assert source.count("self._get_per_token_logps_and_entropies(") == 1
     assert "per_token_logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(" in source
     # Rows with advantage 0 add nothing: true of every loss type, whose per-token loss is A times a weight.
     for loss_type in LOSS_TYPES:
         assert f'"{loss_type}"' in source
+
+
+def test_a_generation_pass_scores_its_rollouts_once():
+    # The pass's groups (ids, shots, rewards) are handed over by our `_calculate_rewards` (`Handoff`):
+    # TRL's pass must call it exactly once, on every row of the pass.
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert source.count("self._calculate_rewards(") == 1
+    assert "rewards_per_func = self._calculate_rewards(inputs, prompts, completions, completion_ids_list)" in source
 
 
 # `trainer.loss.aggregate` (our carry-over term) and `row_share` (rows with advantage 0 left out) copy

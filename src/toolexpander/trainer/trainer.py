@@ -11,7 +11,7 @@ signatures `tests/test_trl_canary.py` pins:
 - `compute_loss`: rows with advantage 0 are left out (a batch with none left is skipped); TRL's
   `_compute_loss` runs on the rest, and with `carry_over` the swapped rows' own term
   (`carry_over_loss`) reuses the log-probs of that one forward, which our override of
-  `_get_per_token_logps_and_entropies` keeps;
+  `_get_per_token_logps_and_entropies` hands over (`Handoff`: exactly one per loss, or it raises);
 - `_get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size,
   compute_entropy, compute_aux_loss, ...)`: the loss forward, and TRL's old and reference log-prob
   passes, which all go through it; with `shared_prompt_loss` it splits TRL's ``[prompt,
@@ -30,7 +30,8 @@ signatures `tests/test_trl_canary.py` pins:
 - `_calculate_rewards(...)`: the rewards score each reply with the opening its prompt prefilled
   (`think_prefill`); TRL returns them gathered over all processes; we gather ids, completions and
   the input columns ``shots`` and ``origin`` (set when the rows are posed) the same way: the pass's
-  groups, which the generation step hands whole to the `HardSampler`;
+  groups, handed to the generation step that called TRL (`Handoff`: exactly one per pass, or it
+  raises), which gives them whole to the `HardSampler`;
 - `_save`: the saved model records the prompt it was trained with (`PromptSpec.save`);
 - `_save_checkpoint` / `_load_optimizer_and_scheduler`: the hard-sampling state travels with
   every checkpoint (the same hooks TRL uses for its own entropy-controller state); a checkpoint
@@ -57,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import trl
 from accelerate.utils import gather_object
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import StoppingCriteria, StoppingCriteriaList, TrainerCallback
@@ -209,6 +211,37 @@ def _pad_pair(a: torch.Tensor, b: torch.Tensor, side: str, value) -> tuple[torch
     return widen(a), widen(b)
 
 
+class Handoff:
+    """A value one of TRL's hooks computes inside a call of TRL's that does not return it (a generation
+    pass's rewards, the loss forward's log-probs), handed to the code that made the call:
+    ``result, value = handoff.through(call)``. The hook `put`s; a put outside `through` is dropped
+    (TRL runs the same hooks elsewhere: evaluation, the old and reference log-prob passes). Exactly
+    one put per call is required: a TRL whose call order changed fails loudly here instead of
+    pairing a value with the wrong pass."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._values: list | None = None  # open while a call runs through
+
+    def put(self, value) -> None:
+        if self._values is not None:
+            self._values.append(value)
+
+    def through(self, call: Callable[[], object]) -> tuple:
+        self._values = []
+        try:
+            result = call()
+        finally:
+            values, self._values = self._values, None
+        if len(values) != 1:
+            raise RuntimeError(
+                f"{self.name}: TRL ran the hook {len(values)} times in one call where ToolExpanderTrainer "
+                f"expects exactly once; the TRL version ({trl.__version__}) is not one this release supports "
+                "(tests/test_trl_canary.py pins what it relies on)"
+            )
+        return result, values[0]
+
+
 @dataclass
 class _Pass:
     """One generation pass, gathered over all processes: a row per rollout, G rows per group.
@@ -308,13 +341,14 @@ class ToolExpanderTrainer(GRPOTrainer):
             use_demos=args.uses_hard_sampling,
             demo_rollouts=args.demo_rollouts_per_group,
         )
-        self._captured_logps: torch.Tensor | None = None
+        # What TRL's hooks compute and TRL's callers do not return, handed to our code that called TRL.
+        self._loss_logps = Handoff("the loss forward's log-probs (`_get_per_token_logps_and_entropies`)")
+        self._generated = Handoff("a generation pass's groups and rewards (`_calculate_rewards`)")
         # (model, gradients recorded) the shared prompt cannot serve, and why: the plain path serves them.
         self._shared_prompt_off: dict[tuple[int, bool], str] = {}
         self._shared_generation_off: str | None = None  # why generate prefills every row, if it must
         on_cuda = self.accelerator.device.type == "cuda"
         self._clock = StepClock(STEP_PARTS, sync=torch.cuda.synchronize if on_cuda else None)
-        self._pass: _Pass | None = None  # a generation pass's groups, from `_calculate_rewards` to its caller
         self._fresh_rng = random.Random(args.seed)
         # Skipping a backward is safe where gradients are reduced by DDP hooks or not at all.
         self._may_skip = args.skip_zero_advantage_rows and args.beta == 0.0 and not args.entropy_coef
@@ -428,12 +462,9 @@ class ToolExpanderTrainer(GRPOTrainer):
 
     def _trl_generate_and_score(self, inputs: list[dict]) -> tuple[dict, _Pass]:
         """One of TRL's generation passes (its own work there is timed as trl_other), and its groups
-        gathered over all processes, which our `_calculate_rewards` (called by TRL within the pass)
-        leaves in ``self._pass``: taken here, right after the pass that made them."""
+        gathered over all processes, which our `_calculate_rewards` hands over from within the pass."""
         with self._clock.part("trl_other"):
-            output = super()._generate_and_score_completions(inputs)
-        generated, self._pass = self._pass or _Pass(), None  # none when TRL's pass is mocked away
-        return output, generated
+            return self._generated.through(functools.partial(super()._generate_and_score_completions, inputs))
 
     def _generate_step(self, inputs):
         groups = self._local_groups(len(inputs))
@@ -597,12 +628,14 @@ class ToolExpanderTrainer(GRPOTrainer):
             return rewards_per_func
         # Rewards come back gathered over all ranks; gather the rest alike so groups are whole.
         correct = rewards_per_func[:, 0].tolist()
-        self._pass = _Pass(
-            ids=gather_object([x["id"] for x in inputs]),
-            shots=gather_object([x["shots"] for x in inputs]),
-            correct=correct,
-            texts=gather_object([completion_text(c) for c in completions]),
-            origin=gather_object([x["origin"] for x in inputs]),
+        self._generated.put(
+            _Pass(
+                ids=gather_object([x["id"] for x in inputs]),
+                shots=gather_object([x["shots"] for x in inputs]),
+                correct=correct,
+                texts=gather_object([completion_text(c) for c in completions]),
+                origin=gather_object([x["origin"] for x in inputs]),
+            )
         )
         self._metrics["train"]["reward/correct"].append(sum(correct) / len(correct))
         if rewards_per_func.shape[1] > 1:
@@ -657,21 +690,21 @@ class ToolExpanderTrainer(GRPOTrainer):
             part = subset_rows(inputs, active)
         return self._active_rows_loss(model, part) * share
 
-    def _trl_loss(self, model, part: dict) -> torch.Tensor:
-        """TRL's loss (its own arithmetic timed as trl_other, its log-prob forward apart)."""
+    def _trl_loss(self, model, part: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """TRL's loss (its own arithmetic timed as trl_other, its log-prob forward apart) and the
+        per-token log-probs of that forward."""
         with self._clock.part("trl_other"):
-            return super()._compute_loss(model, part)
+            return self._loss_logps.through(functools.partial(super()._compute_loss, model, part))
 
     def _active_rows_loss(self, model, part: dict) -> torch.Tensor:
         swapped = part.get("swapped")
         if swapped is None or not swapped.any():
-            return self._trl_loss(model, part)
+            return self._trl_loss(model, part)[0]
         # One forward for all rows (DDP allows one per backward): TRL's loss sees the swapped rows with
         # advantage 0, and their own term reuses the log-probs of that forward.
         carry_advantages = part["advantages"] * swapped
         part["advantages"] = part["advantages"] * ~swapped
-        loss = self._trl_loss(model, part)
-        logps, self._captured_logps = self._captured_logps, None
+        loss, logps = self._trl_loss(model, part)
         return loss + self.carry_over_loss(logps, part, carry_advantages)
 
     def _get_per_token_logps_and_entropies(
@@ -694,7 +727,7 @@ class ToolExpanderTrainer(GRPOTrainer):
             if output is None:
                 plain = super()._get_per_token_logps_and_entropies
                 output = plain(model, input_ids, attention_mask, logits_to_keep, **options)
-        self._captured_logps = output[0]  # read by `compute_loss` right after TRL's loss forward
+        self._loss_logps.put(output[0])  # `_trl_loss` takes the loss forward's
         return output
 
     def _shared_prompt_pass(
