@@ -300,16 +300,28 @@ def predict(model, tokenizer, spec, records: list[dict], prompts: list[str], pre
     return items
 
 
-def evaluate_final(model, tokenizer, data: DemoData, spec, preset: DemoPreset, label: str) -> dict:
-    """Zero-shot accuracy per final split, posed as ``spec`` (a `PromptSpec`) says."""
+def accuracy(items: list[dict]) -> float:
+    """Share of scored items (`predict`) that are right."""
+    return sum(item["valid"] for item in items) / len(items)
+
+
+def evaluate_splits(model, tokenizer, spec, splits: dict[str, list[dict]], preset, label: str) -> dict:
+    """Each split's records posed zero-shot as ``spec`` (a `PromptSpec`) says and answered greedily:
+    its scored items (`predict`), per split."""
     from toolexpander.evaluation.runner import prompt_text
 
-    accuracies = {}
-    for split, records in data.final.items():
-        prompts = [prompt_text(r, spec, tokenizer) for r in records]
-        items = predict(model, tokenizer, spec, records, prompts, preset, f"{label}: {split}")
-        accuracies[split] = sum(item["valid"] for item in items) / len(items)
-    return accuracies
+    return {
+        split: predict(
+            model,
+            tokenizer,
+            spec,
+            records,
+            [prompt_text(r, spec, tokenizer) for r in records],
+            preset,
+            f"{label}: {split}",
+        )
+        for split, records in splits.items()
+    }
 
 
 class HeldOutCurve:
@@ -336,7 +348,7 @@ class HeldOutCurve:
         for name, prompts in self.prompts.items():
             label = f"{self.label} step {step}: dev {name}"
             items = predict(model, self.tokenizer, self.spec, self.records, prompts, self.preset, label)
-            point[name] = sum(item["valid"] for item in items) / len(items)
+            point[name] = accuracy(items)
             if name == "zero_shot":  # the collapse check of the comparison study watches it
                 facts = [item_facts(record, item) for record, item in zip(self.records, items)]
                 point["zero_shot_well_formed"] = sum(f["well_formed"] for f in facts) / len(facts)
@@ -524,7 +536,10 @@ def run_demo(
     started = time.time()
     base, tokenizer = load_model_and_tokenizer(model_name)
     before = {
-        style: evaluate_final(base, tokenizer, data, spec, preset, f"base/{style}")
+        style: {
+            split: accuracy(items)
+            for split, items in evaluate_splits(base, tokenizer, spec, data.final, preset, f"base/{style}").items()
+        }
         for style, spec in specs.items()
     }
     base_curve = {
@@ -551,7 +566,8 @@ def run_demo(
         train_seconds = time.time() - started
         clock.phase(f"evaluating arm {arm} zero-shot")
         started = time.time()
-        after = evaluate_final(model, tokenizer, data, spec, preset, f"{arm}/after")
+        answered = evaluate_splits(model, tokenizer, spec, data.final, preset, f"{arm}/after")
+        after = {split: accuracy(items) for split, items in answered.items()}
         style = spec.style
         results["arms"][arm] = {
             "config": arm_config(arm, preset),

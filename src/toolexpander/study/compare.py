@@ -230,8 +230,8 @@ def stability(log_rows: list[dict], curve: list[dict]) -> dict:
 def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, seed_dir: Path) -> dict:
     """Train and evaluate one arm for one seed into ``seed_dir/NAME``; what ``arm.json`` holds.
     A run whose ``arm.json`` exists is read back, not repeated."""
-    from toolexpander.demo.run import predict, train_arm
-    from toolexpander.evaluation.runner import prompt_text, write_outputs
+    from toolexpander.demo.run import accuracy, evaluate_splits, train_arm
+    from toolexpander.evaluation.runner import write_outputs
     from toolexpander.evaluation.scoring import summarize
     from toolexpander.study.breakdown import breakdown, gold_tool, leaked_ids
 
@@ -251,16 +251,14 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
     seen = data.train + data.demo_pool
     result = {"arm": spec.arm, "overrides": spec.overrides, "prompt_style": prompt_spec.style, "splits": {}}
     model.eval()
-    for split, records in splits.items():
-        prompts = [prompt_text(record, prompt_spec, tokenizer) for record in records]
-        items = predict(
-            model, tokenizer, prompt_spec, records, prompts, preset, f"seed {seed} {spec.name}: {split}"
-        )
+    answered = evaluate_splits(model, tokenizer, prompt_spec, splits, preset, f"seed {seed} {spec.name}")
+    for split, items in answered.items():
+        records = splits[split]
         summary = summarize(items)
         write_outputs(arm_dir / "eval" / split, items, summary)
         leaked = leaked_ids(records, seen) if split != "bfcl_non_live" else set()
         result["splits"][split] = {
-            "accuracy": sum(item["valid"] for item in items) / len(items),
+            "accuracy": accuracy(items),
             "breakdown": breakdown(records, items, leaked),
             "verdicts": [
                 [item["id"], gold_tool(record), bool(item["valid"])] for item, record in zip(items, records)
