@@ -535,13 +535,11 @@ def run_demo(
     clock.phase("evaluating the base model")
     started = time.time()
     base, tokenizer = load_model_and_tokenizer(model_name)
-    before = {
-        style: {
-            split: accuracy(items)
-            for split, items in evaluate_splits(base, tokenizer, spec, data.final, preset, f"base/{style}").items()
-        }
-        for style, spec in specs.items()
-    }
+    def zero_shot(model, tokenizer, spec, label: str) -> dict:  # accuracy per final split
+        answered = evaluate_splits(model, tokenizer, spec, data.final, preset, label)
+        return {split: accuracy(items) for split, items in answered.items()}
+
+    before = {style: zero_shot(base, tokenizer, spec, f"base/{style}") for style, spec in specs.items()}
     base_curve = {
         style: HeldOutCurve(tokenizer, data, spec, preset, f"base/{style}").measure(base, 0)
         for style, spec in specs.items()
@@ -566,8 +564,7 @@ def run_demo(
         train_seconds = time.time() - started
         clock.phase(f"evaluating arm {arm} zero-shot")
         started = time.time()
-        answered = evaluate_splits(model, tokenizer, spec, data.final, preset, f"{arm}/after")
-        after = {split: accuracy(items) for split, items in answered.items()}
+        after = zero_shot(model, tokenizer, spec, f"{arm}/after")
         style = spec.style
         results["arms"][arm] = {
             "config": arm_config(arm, preset),
