@@ -181,9 +181,10 @@ def carry_over_per_token_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of rows made with demonstrations, scored under the zero-shot prompt (SPEC §8).
 
-    ``-A * pi/(pi+gamma)`` per token, unclipped (LUFFY/ICPO): the weight's gradient is
-    ``gamma/(pi+gamma) * grad log pi``, large on tokens zero-shot finds unlikely, where the plain
-    ratio's would vanish (left out when not ``policy_term``: carry_over nll). Plus
+    ``-A * w`` per token with ``w = pi/(pi+gamma)``, unclipped (LUFFY/ICPO): ``grad w = gamma/(pi+gamma)**2
+    * grad pi``, 1/gamma times the plain ratio's ``grad pi`` on tokens zero-shot finds unlikely, where
+    that would vanish; as ``w*(1-w) * grad log pi`` it is at most a quarter of the log-likelihood's
+    (at pi = gamma) (left out when not ``policy_term``: carry_over nll). Plus
     ``-nll_coef * max(A, 0) * log pi`` (swap_nll, nll). Returns the per-token loss and the weight
     (detached, for logging).
 
