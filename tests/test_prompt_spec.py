@@ -28,8 +28,9 @@ TEMPLATES = {
 }
 # Llama 3.2's template writes today's date into the system turn; pin it to the day the digests were
 # recorded so the table does not change at midnight.
-TEMPLATES["llama3_2"] = TEMPLATES["llama3_2"].replace('strftime_now("%d %b %Y")', '"04 Dec 2026"')
-assert "04 Dec 2026" in TEMPLATES["llama3_2"], "TRL's llama3_2 template no longer dates its prompt"
+_DIGESTS_RECORDED_ON = '"04 Dec 2026"'
+TEMPLATES["llama3_2"] = TEMPLATES["llama3_2"].replace('strftime_now("%d %b %Y")', _DIGESTS_RECORDED_ON)
+assert _DIGESTS_RECORDED_ON in TEMPLATES["llama3_2"], "TRL's llama3_2 template no longer dates its prompt"
 NATIVE_TEMPLATES = ("qwen2_5", "qwen3", "llama3_1", "llama3_2")  # those that write tool calls
 
 # The rows of the table: chat templates x formats x styles x think prefill x tasks x demonstrations.
