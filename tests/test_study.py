@@ -5,6 +5,7 @@ tiny model (resumable, every prediction saved, the results.json keys the README 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -16,6 +17,7 @@ from toolexpander.study.breakdown import NO_CALL, breakdown, cluster_interval, l
 
 A = {"name": "a", "arguments": {"x": 1, "y": 2}}
 B = {"name": "b", "arguments": {"q": "z"}}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def record(id_, answer):
@@ -184,6 +186,7 @@ def test_sft_raises_the_likelihood_of_the_gold_reply(tiny_model_dir, tmp_path):
         ("seeds: [1]\narms: [sft_then_carry_over]\n", "add `sft` to the arms"),
         ("seeds: [1]\narms: [{name: s, arm: sft, beta: 0.1}]\n", "a sft arm takes only learning_rate"),
         ("seeds: [1]\narms: [{name: s, arm: sdft, beta: 0.1}]\n", "a sdft arm takes only learning_rate"),
+        ("seeds: [1]\narms: [{name: g, arm: grpo, max_stpes: 32}]\n", "arm 'g' sets max_stpes: not ToolExpanderConfig"),
         ("seeds: [1]\narms: [sft]\nsplits: [test]\n", "unknown splits test"),
         ("seeds: one\narms: [sft]\n", "seeds must be a list of integers"),
         ("seeds: [1]\narms: [sft]\ncurve_every: 0\n", "curve_every must be an integer >= 1"),
@@ -330,6 +333,22 @@ def test_preset_fields_change_the_budget_of_every_run(tmp_path):
     path.write_text("seeds: [1]\narms: [sft]\ncurve_every: 4\npreset_fields: {max_completion_length: 128}\n")
     budget = load_study(path).budget()
     assert (budget.max_completion_length, budget.curve_every, budget.steps) == (128, 4, PRESETS["cpu"].steps)
+
+
+@pytest.mark.parametrize("study_file", sorted(path.name for path in (REPO / "studies").glob("*.yaml")))
+def test_every_committed_study_trains_valid_configurations(tmp_path, study_file):
+    """A study is committed before it runs: its RL arms' configurations must build then, not when
+    the arm starts hours later."""
+    from toolexpander.demo.run import arm_training_fields
+    from toolexpander.study.compare import load_study
+    from toolexpander.trainer.config import ToolExpanderConfig
+
+    study = load_study(REPO / "studies" / study_file)
+    for spec in study.arm_specs():
+        if spec.kind in ("rl", "sft_then_rl"):
+            fields = arm_training_fields(spec.arm, study.budget(), seed=0) | spec.overrides
+            config = ToolExpanderConfig(output_dir=str(tmp_path), use_cpu=True, **fields)
+            assert config.max_steps == spec.overrides.get("max_steps", study.budget().steps)
 
 
 def test_parallel_runs_wait_for_their_sft_and_the_report_leaves_out_unfinished_arms(tiny_model_dir, tmp_path):

@@ -163,12 +163,24 @@ def load_study(path: str | Path) -> StudyConfig:
         )
     if not study.seeds or not all(isinstance(s, int) for s in study.seeds):
         raise UserError(f"{path}: seeds must be a list of integers")
-    study.arm_specs()  # validates the arms
+    check_rl_fields(study.arm_specs(), str(path))
     unknown_splits = sorted(set(study.splits) - set(split_names(study.budget().suite_level)))
     if unknown_splits:
         choices = ", ".join(split_names(study.budget().suite_level))
         raise UserError(f"{path}: unknown splits {', '.join(unknown_splits)}; choose from {choices}")
     return study
+
+
+def check_rl_fields(specs: list[ArmSpec], path: str) -> None:
+    """A field an RL arm sets must be a `ToolExpanderConfig` field: a misspelt one would otherwise
+    fail only when that arm starts, perhaps hours into the study."""
+    from toolexpander.trainer.config import ToolExpanderConfig
+
+    known = {f.name for f in fields(ToolExpanderConfig)}
+    for spec in specs:
+        unknown = sorted(set(spec.overrides) - known)
+        if unknown:
+            raise UserError(f"{path}: arm {spec.name!r} sets {', '.join(unknown)}: not ToolExpanderConfig fields")
 
 
 def split_names(level: str) -> list[str]:
