@@ -11,7 +11,8 @@ which nothing should be tuned on. It scores with Tool-N1's binary reward and pri
 
     {"zero_shot_accuracy", "two_shot_accuracy", "zero_shot_well_formed", "two_shot_well_formed", "n", ...}
 
-Well-formed: a think block and a parsable call list. Run: ``python benchmarks/suite_difficulty.py``
+Well-formed: a think block and a parsable call list. ``--prompt-style self_exemplify`` poses the
+paper's prompt instead of the plain one. Run: ``python benchmarks/suite_difficulty.py``
 (greedy; bfloat16 by default, which CPUs with AMX/AVX512-BF16 run about twice as fast as
 float32).
 """
@@ -27,7 +28,7 @@ import torch
 from toolexpander.evaluation.generation import generate_completions
 from toolexpander.hard_sampling.demo_bank import DemoBank
 from toolexpander.models import SMOLLM2_HUB_ID, load_model_and_tokenizer
-from toolexpander.prompts import PromptSpec
+from toolexpander.prompts import PROMPT_STYLES, PromptSpec
 from toolexpander.rewards import extract_tool_calls, tool_n1_score
 from toolexpander.rewards.parsing import has_think_tags
 from toolexpander.tasks.suite import build_suite
@@ -54,6 +55,12 @@ def main() -> None:
         default=True,
         help="open each reply with <think>, as the demo does (toolexpander.prompts.PromptSpec)",
     )
+    parser.add_argument(
+        "--prompt-style",
+        choices=PROMPT_STYLES,
+        default="plain",
+        help="self_exemplify: the paper's prompt, which asks for a self-made example inside <think>",
+    )
     parser.add_argument("--show", action="store_true", help="also print each completion")
     args = parser.parse_args()
 
@@ -64,7 +71,7 @@ def main() -> None:
         tasks, pool = suite[args.split][: args.n], suite["train"]
     bank = DemoBank(pool, sources=("gold",), seed=args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model, dtype=getattr(torch, args.dtype))
-    spec = PromptSpec(think_prefill=args.think_prefill)
+    spec = PromptSpec(args.prompt_style, think_prefill=args.think_prefill)
 
     result: dict[str, float | int] = {}
     started = time.perf_counter()
@@ -103,6 +110,8 @@ def main() -> None:
     result["level"] = args.level
     result["split"] = args.split
     result["think_prefill"] = args.think_prefill
+    result["prompt_style"] = args.prompt_style
+    result["seed"] = args.seed
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
 
