@@ -339,15 +339,13 @@ def test_preset_fields_change_the_budget_of_every_run(tmp_path):
 def test_every_committed_study_trains_valid_configurations(tmp_path, study_file):
     """A study is committed before it runs: its RL arms' configurations must build then, not when
     the arm starts hours later."""
-    from toolexpander.demo.run import arm_training_fields
+    from toolexpander.demo.run import rl_config
     from toolexpander.study.compare import load_study
-    from toolexpander.trainer.config import ToolExpanderConfig
 
     study = load_study(REPO / "studies" / study_file)
     for spec in study.arm_specs():
         if spec.kind in ("rl", "sft_then_rl"):
-            fields = arm_training_fields(spec.arm, study.budget(), seed=0) | spec.overrides
-            config = ToolExpanderConfig(output_dir=str(tmp_path), use_cpu=True, **fields)
+            config = rl_config(spec.arm, study.budget(), 0, spec.overrides, tmp_path)
             assert config.max_steps == spec.overrides.get("max_steps", study.budget().steps)
 
 

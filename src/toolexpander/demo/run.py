@@ -27,6 +27,7 @@ import contextlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -34,6 +35,9 @@ from toolexpander.errors import UserError
 from toolexpander.files import dumps_json, read_jsonl, write_file
 from toolexpander.models import SMOLLM2_HUB_ID
 from toolexpander.study.arms import ARMS, rl_fields
+
+if TYPE_CHECKING:  # the trainer imports torch and TRL; this module loads without them
+    from toolexpander.trainer.config import ToolExpanderConfig
 
 console = Console()
 
@@ -402,20 +406,27 @@ def train_arm(
     return model, tokenizer, spec, points
 
 
-def _train_rl(arm, model, tokenizer, data, preset, run_dir, seed, overrides):
+def rl_config(arm: str, preset: DemoPreset, seed: int, overrides: dict, run_dir) -> ToolExpanderConfig:
+    """The `ToolExpanderConfig` an RL arm trains with: the demo's fields for ``arm``, then a
+    study's per-arm ``overrides``, on the GPU when there is one."""
     import torch
 
     from toolexpander.trainer.config import ToolExpanderConfig
-    from toolexpander.trainer.trainer import ToolExpanderTrainer
 
     cuda = torch.cuda.is_available()
-    config = ToolExpanderConfig(
+    return ToolExpanderConfig(
         output_dir=str(run_dir),
         save_strategy="no",
         use_cpu=not cuda,
         bf16=cuda or preset.bf16_on_cpu,
         **(arm_training_fields(arm, preset, seed) | overrides),
     )
+
+
+def _train_rl(arm, model, tokenizer, data, preset, run_dir, seed, overrides):
+    from toolexpander.trainer.trainer import ToolExpanderTrainer
+
+    config = rl_config(arm, preset, seed, overrides, run_dir)
     curve = HeldOutCurve(tokenizer, data, config.prompt_spec, preset, arm)
     trainer = ToolExpanderTrainer(
         model,
