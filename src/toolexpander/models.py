@@ -111,11 +111,11 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype=None, device: str | Non
         broken = unreadable_safetensors(Path(source)) or "a *.safetensors file"
         raise UserError(f"cannot load model {name_or_path!r}: {broken} is damaged ({error})") from error
     if gguf_file is not None:
-        # The weights are plain float tensors now; drop the GGUF markers so they can be saved and
-        # trained (transformers >= 5.25 refuses to train a model flagged `is_quantized`).
-        model.hf_quantizer = None
-        model.is_quantized = False
-        model.config.__dict__.pop("quantization_config", None)
+        # The weights are plain float tensors now; the quantizer's own clean-up drops its markers
+        # so the model can be saved and trained (transformers >= 5.25 refuses `is_quantized`).
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:
+            quantizer.remove_quantization_config(model)
         cached = _dequantised_cache(gguf_file, dtype)
         model.save_pretrained(cached)
         tokenizer.save_pretrained(cached)
