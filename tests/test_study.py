@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from toolexpander.cli import main
 from toolexpander.study.arms import ARMS, rl_fields
-from toolexpander.study.breakdown import NO_CALL, breakdown, cluster_interval, leaked_ids, paired_difference
+from toolexpander.study.breakdown import (
+    NO_CALL,
+    breakdown,
+    cluster_interval,
+    leaked_ids,
+    paired_difference,
+    visit_tally,
+)
 
 A = {"name": "a", "arguments": {"x": 1, "y": 2}}
 B = {"name": "b", "arguments": {"q": "z"}}
@@ -228,6 +235,32 @@ def test_a_run_collapsed_when_its_well_formed_share_ends_below_half_its_best(wel
     assert result["best_dev_step"] == (8 if well_formed else None)
 
 
+def ledger_row(round_: int, shots: int, successes: int, demo_successes: int = 0) -> dict:
+    demo_rollouts = 2 if shots else 0
+    return {"round": round_, "shots": shots, "successes": successes, "num_generations": 4} | {
+        "demo_rollouts": demo_rollouts,
+        "demo_successes": demo_successes,
+    }
+
+
+def test_the_visit_tally_counts_groups_solved_groups_and_correct_rollouts_per_visit_and_shots():
+    ledger = [
+        ledger_row(1, 1, 2, demo_successes=2),
+        ledger_row(0, 0, 0),
+        ledger_row(0, 0, 3),
+        ledger_row(1, 1, 0),
+        ledger_row(1, 0, 1),
+    ]
+    cells = [(c["round"], c["shots"], c["groups"], c["solved"]) for c in visit_tally(ledger)]
+    assert cells == [(0, 0, 2, 1), (1, 0, 1, 1), (1, 1, 2, 1)]
+    rollouts = [
+        (c["zero_shot_correct"], c["zero_shot_rollouts"], c["demo_correct"], c["demo_rollouts"])
+        for c in visit_tally(ledger)
+    ]
+    assert rollouts == [(3, 8, 0, 0), (1, 4, 0, 0), (0, 4, 2, 4)]
+    assert visit_tally([]) == []
+
+
 def fake_run(verdicts: list[tuple[str, bool]]) -> dict:
     """An arm.json of one seed with one split ``t`` (``verdicts``: (tool, right) per item)."""
     rows = [[f"id{i}", tool, valid] for i, (tool, valid) in enumerate(verdicts)]
@@ -250,6 +283,8 @@ def test_the_summary_pools_seeds_and_pairs_each_arm_with_the_reference():
         "sft": {1: fake_run([("a", True), ("b", False)]), 2: fake_run([("a", False), ("c", False)])},
         "carry_over": {1: fake_run([("a", True), ("b", True)]), 2: fake_run([("a", True), ("c", False)])},
     }
+    runs["carry_over"][1]["ledger"] = [ledger_row(0, 0, 0)]
+    runs["carry_over"][2]["ledger"] = [ledger_row(0, 0, 2), ledger_row(1, 1, 1)]
     results = summarise(study, study.arm_specs(), runs)
     sft, carry = results["arms"]["sft"], results["arms"]["carry_over"]
     assert results["splits"] == {"t": {1: 2, 2: 2}}
@@ -259,6 +294,11 @@ def test_the_summary_pools_seeds_and_pairs_each_arm_with_the_reference():
     )
     assert (sft["mean"]["t"], carry["pooled"]["t"]["accuracy"]) == (0.25, 0.75)
     assert sft["vs_reference"] == {} and carry["vs_reference"]["t"]["difference"] == 0.5
+    # The hard-sample ledgers of both seeds are tallied together; an arm without one has no table.
+    assert "hard_sampling" not in sft and [(c["round"], c["groups"], c["solved"]) for c in carry["hard_sampling"]] == [
+        (0, 2, 1),
+        (1, 1, 1),
+    ]
     # Four (seed, tool) clusters; carry_over is never behind sft on any of them.
     assert (
         0.0 <= carry["vs_reference"]["t"]["interval"][0] <= 0.5 <= carry["vs_reference"]["t"]["interval"][1]
@@ -313,6 +353,16 @@ def test_compare_runs_arms_by_seeds_resumes_and_keeps_every_prediction(tiny_mode
     )
     report = (out / "results.md").read_text()
     assert all(f"| {name} |" in report for name in results["arms"])
+    # The hard-sampling arms' ledgers are tallied per visit; sft's run has none.
+    ledger = [json.loads(row) for row in (out / "seed3" / "carry_over" / "hard_samples.jsonl").read_text().splitlines()]
+    assert ledger and "hard_sampling" not in results["arms"]["sft"]
+    for cell in results["arms"]["carry_over"]["hard_sampling"]:
+        posed = [r for r in ledger if (r["round"], r["shots"]) == (cell["round"], cell["shots"])]
+        assert (cell["groups"], cell["zero_shot_correct"] + cell["demo_correct"]) == (
+            len(posed),
+            sum(r["successes"] for r in posed),
+        )
+        assert f"| carry_over | {cell['round'] + 1} | {cell['shots']} | {cell['groups']} | " in report
     assert (out / "accuracy.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
     # Finished runs are read back, not repeated; --arms picks some of the study's arms.
     starts.clear()

@@ -1,6 +1,6 @@
 """What an arm learned, from its scored predictions: well-formed replies, the right tool, the right
-arguments given the right tool, no-call accuracy, accuracy per tool, and intervals that resample
-**tools**, not items (the suite's test items cluster by tool: 26 tools, 1-11 items each, so an
+arguments given the right tool, no-call accuracy, accuracy per tool, what hard sampling posed and
+solved on each visit, and intervals that resample **tools**, not items (the suite's test items cluster by tool: 26 tools, 1-11 items each, so an
 interval over items is too narrow).
 
 Pure Python: works on the items `toolexpander.evaluation.scoring.evaluate_records` returns and the
@@ -117,3 +117,22 @@ def paired_difference(
     the difference itself). Over several suite seeds, a cluster is a (seed, tool) pair."""
     diffs = [float(a) - float(b) for a, b in zip(valid_a, valid_b, strict=True)]
     return {"difference": sum(diffs) / len(diffs), "interval": cluster_interval(diffs, clusters, seed=seed)}
+
+
+def visit_tally(ledger: Sequence[dict]) -> list[dict]:
+    """Hard sampling's ledger (``hard_samples.jsonl``, one row per group posed) per visit round and
+    number of demonstrations posed: groups, groups solved (at least one correct rollout), and correct
+    rollouts of those posed zero-shot and of those posed with the demonstrations (carry-over poses
+    some of a group's rollouts each way). Shows whether items climb, get solved there, and fade back."""
+    tally: dict[tuple[int, int], dict] = {}
+    for row in ledger:
+        key = (row["round"], row["shots"])
+        counts = ("groups", "solved", "zero_shot_correct", "zero_shot_rollouts", "demo_correct", "demo_rollouts")
+        cell = tally.setdefault(key, {"round": key[0], "shots": key[1]} | dict.fromkeys(counts, 0))
+        cell["groups"] += 1
+        cell["solved"] += row["successes"] > 0
+        cell["zero_shot_correct"] += row["successes"] - row["demo_successes"]
+        cell["zero_shot_rollouts"] += row["num_generations"] - row["demo_rollouts"]
+        cell["demo_correct"] += row["demo_successes"]
+        cell["demo_rollouts"] += row["demo_rollouts"]
+    return [tally[key] for key in sorted(tally)]

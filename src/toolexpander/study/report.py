@@ -5,7 +5,8 @@
     {"seeds": [...], "reference": "sft", "splits": {SPLIT: items per seed},
      "arms": {ARM: {"per_seed": {SEED: {SPLIT: accuracy}}, "mean": {SPLIT: accuracy},
                     "pooled": {SPLIT: {"accuracy", "interval"}}, "vs_reference": {SPLIT: {"difference", "interval"}},
-                    "breakdown": {SEED: {SPLIT: ...}}, "stability": {SEED: ...}, "train_seconds": {SEED: s}, ...}}}
+                    "breakdown": {SEED: {SPLIT: ...}}, "stability": {SEED: ...}, "train_seconds": {SEED: s},
+                    "hard_sampling": `toolexpander.study.breakdown.visit_tally` of all seeds' ledgers, ...}}}
 
 Pooled figures put every seed's items together; their 95 % intervals resample (seed, tool) pairs.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolexpander.files import dumps_json, write_file
-from toolexpander.study.breakdown import cluster_interval, paired_difference
+from toolexpander.study.breakdown import cluster_interval, paired_difference, visit_tally
 
 BREAKDOWN_KEYS = ("well_formed", "right_tool", "right_arguments_given_right_tool", "no_call_accuracy")
 
@@ -79,6 +80,9 @@ def summarise(study, specs, runs: dict[str, dict[int, dict]]) -> dict:
                 entry["vs_reference"][split] = paired_difference(valid, reference_valid, clusters)
         if "bfcl_non_live" in splits:
             entry["bfcl"] = _bfcl(arm_runs, seeds)
+        ledger = [row for seed in seeds for row in arm_runs[seed].get("ledger", [])]
+        if ledger:  # all seeds' groups together
+            entry["hard_sampling"] = visit_tally(ledger)
         results["arms"][spec.name] = entry
     return results
 
@@ -158,6 +162,26 @@ def markdown(results: dict) -> str:
         for name, entry in bfcl.items():
             cells = [_pct(entry["categories"][c]) for c in categories] + [_pct(entry["leaderboard_non_live"])]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    hard = {name: entry["hard_sampling"] for name, entry in arms.items() if "hard_sampling" in entry}
+    if hard:
+        lines += [
+            "",
+            "## Hard sampling per visit (all seeds' groups; solved: at least one correct rollout)",
+            "",
+            "| arm | visit | demonstrations | groups | solved | correct zero-shot rollouts | correct rollouts with demonstrations |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+
+        def share(correct: int, rollouts: int) -> str:
+            return f"{correct}/{rollouts} ({_pct(correct / rollouts)} %)" if rollouts else "–"
+
+        for name, tally in hard.items():
+            for c in tally:
+                lines.append(
+                    f"| {name} | {c['round'] + 1} | {c['shots']} | {c['groups']} | {c['solved']} | "
+                    f"{share(c['zero_shot_correct'], c['zero_shot_rollouts'])} | "
+                    f"{share(c['demo_correct'], c['demo_rollouts'])} |"
+                )
     lines += ["", "## What was learned (mean over seeds, %)", ""]
     for split in splits:
         lines += [
