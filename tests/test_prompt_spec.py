@@ -12,7 +12,7 @@ import trl
 from transformers import AutoTokenizer
 
 from toolexpander.models import CHATML_TEMPLATE
-from toolexpander.prompts import RUN_PROMPT_FILE, PromptSpec, gold_demo
+from toolexpander.prompts import RENDER_DATE, RUN_PROMPT_FILE, PromptSpec, gold_demo
 from toolexpander.tasks.suite import build_suite
 
 TRL_TEMPLATES = Path(trl.__file__).parent / "chat_templates"
@@ -26,11 +26,6 @@ TEMPLATES = {
         for name in ("qwen2_5", "qwen3", "llama3_1", "llama3_2")
     },
 }
-# Llama 3.2's template writes today's date into the system turn; pin it to the day the digests were
-# recorded so the table does not change at midnight.
-_DIGESTS_RECORDED_ON = '"04 Dec 2026"'
-TEMPLATES["llama3_2"] = TEMPLATES["llama3_2"].replace('strftime_now("%d %b %Y")', _DIGESTS_RECORDED_ON)
-assert _DIGESTS_RECORDED_ON in TEMPLATES["llama3_2"], "TRL's llama3_2 template no longer dates its prompt"
 NATIVE_TEMPLATES = ("qwen2_5", "qwen3", "llama3_1", "llama3_2")  # those that write tool calls
 
 # The rows of the table: chat templates x formats x styles x think prefill x tasks x demonstrations.
@@ -104,6 +99,14 @@ def test_a_spec_renders_the_prompt_the_edited_template_rendered(
     assert digest(spec.render(tokenizer, TASKS[task], DEMOS[demos])) == EXPECTED["renders"][key], key
     assert spec.reply_prefill(tokenizer) == EXPECTED["reply_prefill"][f"{template}|{prefill}"]
     assert tokenizer.chat_template == TEMPLATES[template]  # read, never edited
+
+
+def test_a_dated_template_renders_the_same_prompt_on_any_day(tokenizers):
+    # Llama 3.2's template writes today's date into the system turn unless it is given one.
+    tokenizer = tokenizers["llama3_2"]
+    assert "strftime_now" in tokenizer.chat_template
+    assert f"Today Date: {RENDER_DATE}\n" in PromptSpec().render(tokenizer, TASKS["suite"])
+    assert f"Today Date: {RENDER_DATE}\n" in PromptSpec(prompt_format="native").render(tokenizer, TASKS["suite"])
 
 
 def test_a_rendered_prompt_tokenises_as_the_template_tokenises_the_chat(tokenizers):

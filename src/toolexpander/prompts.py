@@ -147,11 +147,18 @@ def _merge_same_role(messages: list[dict]) -> list[dict]:
     return merged
 
 
+# Llama 3.2's chat template writes today's date into the system turn (`strftime_now`), so a prompt
+# rendered for training and the same one rendered for evaluation a day later would differ. Every
+# render passes this date instead: the one Llama 3.1's template falls back to. Templates without a
+# date ignore it.
+RENDER_DATE = "26 Jul 2024"
+
+
 def _template_opening(tokenizer) -> str:
     """``<think>`` (with any whitespace after it) when the chat template's generation prompt opens the
     think block itself, as DeepSeek-R1's template and a run saved with `think_prefill` do; else ""."""
     prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True, date_string=RENDER_DATE
     )
     opened = prompt.rstrip()
     return prompt[opened.rfind(THINK_OPEN) :] if opened.endswith(THINK_OPEN) else ""
@@ -333,7 +340,11 @@ class PromptSpec:
             messages = native_messages(task, style=self.style, demos=demos, call_format=call_format)
             tools = tool_schemas(task["tools"])
         text = tokenizer.apply_chat_template(
-            messages, tools=tools, add_generation_prompt=add_generation_prompt, tokenize=False
+            messages,
+            tools=tools,
+            add_generation_prompt=add_generation_prompt,
+            tokenize=False,
+            date_string=RENDER_DATE,
         )
         return text + self._added_prefill(tokenizer) if add_generation_prompt else text
 
