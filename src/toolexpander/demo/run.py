@@ -491,7 +491,9 @@ def _train_supervised(arm, model, tokenizer, data, preset, run_dir, seed, overri
 def arm_statistics(run_dir: Path) -> dict:
     """From the ledger and metrics: hard ratio per round, wasted rollouts, correct rate of the
     rollouts posed zero-shot and with demonstrations, share of rows trained under a swapped prompt."""
-    ledger = read_jsonl(run_dir / "hard_samples.jsonl")
+    from toolexpander.hard_sampling.policy import LEDGER_FILE
+
+    ledger = read_jsonl(run_dir / LEDGER_FILE)
     rounds: dict[int, list[bool]] = {}
     for row in ledger:
         rounds.setdefault(row["round"], []).append(row["successes"] == 0)

@@ -22,6 +22,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+# A training run's ledger: one JSON line per group posed (item, round, shots, successes, ...), which
+# the demo's and the study's reports read back.
+LEDGER_FILE = "hard_samples.jsonl"
+
 
 @dataclass
 class ShotSchedule:

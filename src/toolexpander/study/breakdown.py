@@ -1,7 +1,7 @@
 """What an arm learned, from its scored predictions: well-formed replies, the right tool, the right
 arguments given the right tool, no-call accuracy, accuracy per tool, what hard sampling posed and
-solved on each visit, and intervals that resample **tools**, not items (the suite's test items cluster by tool: 26 tools, 1-11 items each, so an
-interval over items is too narrow).
+solved on each visit, and intervals that resample **tools**, not items (the suite's test items
+cluster by tool: 26 tools, 1-11 items each, so an interval over items is too narrow).
 
 Pure Python: works on the items `toolexpander.evaluation.scoring.evaluate_records` returns and the
 records they score. Importable without torch.
@@ -17,6 +17,7 @@ from toolexpander.evaluation.scoring import MISSING
 
 NO_CALL = "(no call)"
 BOOTSTRAP_REPS = 2000
+VISIT_COUNTS = ("groups", "solved", "zero_shot_correct", "zero_shot_rollouts", "demo_correct", "demo_rollouts")
 
 
 def gold_tool(record: dict) -> str:
@@ -127,8 +128,7 @@ def visit_tally(ledger: Sequence[dict]) -> list[dict]:
     tally: dict[tuple[int, int], dict] = {}
     for row in ledger:
         key = (row["round"], row["shots"])
-        counts = ("groups", "solved", "zero_shot_correct", "zero_shot_rollouts", "demo_correct", "demo_rollouts")
-        cell = tally.setdefault(key, {"round": key[0], "shots": key[1]} | dict.fromkeys(counts, 0))
+        cell = tally.setdefault(key, {"round": key[0], "shots": key[1]} | dict.fromkeys(VISIT_COUNTS, 0))
         cell["groups"] += 1
         cell["solved"] += row["successes"] > 0
         cell["zero_shot_correct"] += row["successes"] - row["demo_successes"]

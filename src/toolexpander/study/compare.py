@@ -322,6 +322,8 @@ def run_study(study: StudyConfig, report: bool = True) -> dict | None:
 def finished_runs(study: StudyConfig) -> dict[str, dict[int, dict]]:
     """``{arm name: {seed: arm.json}}`` of the runs on disk that finished, each with its hard-sample
     ``ledger`` (empty for an arm without hard sampling)."""
+    from toolexpander.hard_sampling.policy import LEDGER_FILE
+
     out = Path(study.output_dir)
     runs: dict[str, dict[int, dict]] = {}
     for spec in study.arm_specs():
@@ -329,7 +331,7 @@ def finished_runs(study: StudyConfig) -> dict[str, dict[int, dict]]:
             done = out / f"seed{seed}" / spec.name / "arm.json"
             if done.is_file():
                 run = runs.setdefault(spec.name, {})[seed] = json.loads(done.read_text(encoding="utf-8"))
-                run["ledger"] = read_jsonl(done.parent / "hard_samples.jsonl")
+                run["ledger"] = read_jsonl(done.parent / LEDGER_FILE)
     return runs
 
 

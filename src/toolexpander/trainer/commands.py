@@ -138,7 +138,8 @@ def earlier_run(output_dir: Path) -> list[str]:
     """What in ``output_dir`` an earlier run left: our logs, checkpoints, a saved model."""
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    from toolexpander.trainer.trainer import LEDGER_FILE, METRICS_FILE
+    from toolexpander.hard_sampling.policy import LEDGER_FILE
+    from toolexpander.trainer.trainer import METRICS_FILE
 
     if not output_dir.is_dir():
         return []
@@ -172,7 +173,8 @@ def start_over(output_dir: Path) -> None:
     """Delete an earlier run's logs and checkpoints, so that nothing of it is appended to."""
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    from toolexpander.trainer.trainer import LEDGER_FILE, METRICS_FILE
+    from toolexpander.hard_sampling.policy import LEDGER_FILE
+    from toolexpander.trainer.trainer import METRICS_FILE
 
     removed = [path for path in (output_dir / METRICS_FILE, output_dir / LEDGER_FILE) if path.exists()]
     removed += output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")

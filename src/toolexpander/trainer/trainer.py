@@ -70,7 +70,12 @@ from toolexpander.data.schema import jsonl_rows
 from toolexpander.errors import UserError
 from toolexpander.files import append_jsonl, dumps_json, jsonl_text, write_file
 from toolexpander.hard_sampling.demo_bank import DemoBank
-from toolexpander.hard_sampling.policy import HardSampleTracker, ShotSchedule, exponential_lr_factor
+from toolexpander.hard_sampling.policy import (
+    LEDGER_FILE,
+    HardSampleTracker,
+    ShotSchedule,
+    exponential_lr_factor,
+)
 from toolexpander.hard_sampling.sampler import HardSampler, group_slots
 from toolexpander.hard_sampling.selection import (
     NOT_NEEDED,
@@ -95,7 +100,6 @@ from toolexpander.trainer.shared_prompt import (
 from toolexpander.trainer.step_clock import StepClock
 
 STATE_FILE = "toolexpander_state.json"
-LEDGER_FILE = "hard_samples.jsonl"
 METRICS_FILE = "metrics.jsonl"
 # Where a step's time goes, logged as time/<part>_s (see `ToolExpanderTrainer.training_step`).
 STEP_PARTS = ("prefill", "decode", "logprob_forward", "backward", "reward", "bookkeeping", "trl_other")
