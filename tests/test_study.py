@@ -335,6 +335,9 @@ def test_compare_runs_arms_by_seeds_resumes_and_keeps_every_prediction(tiny_mode
     for name in ("sft", "sdft"):
         rows = (out / "seed3" / name / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(row)["step"] for row in rows] == [1, 2]
+    # Tokens trained on, as TRL counts them; SDFTTrainer counts none, and base trains on none.
+    tokens = {name: entry["num_tokens"]["3"] for name, entry in results["arms"].items()}
+    assert tokens["sft"] > 0 and tokens["carry_over"] > 0 and tokens["sdft"] is tokens["base"] is None
     for name, entry in results["arms"].items():
         assert set(entry["per_seed"]) == {"3"}
         assert all(

@@ -285,7 +285,8 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
     result |= {
         "curve": curve,
         "stability": stability(metrics, curve),
-        "num_tokens": max((row.get("num_tokens", 0) for row in metrics), default=0),
+        # TRL's count of tokens trained on; None where the trainer counts none (base; SDFTTrainer).
+        "num_tokens": max((row["num_tokens"] for row in metrics if "num_tokens" in row), default=None),
         "train_seconds": train_seconds,
         "eval_seconds": time.time() - started,
     }
