@@ -211,23 +211,45 @@ def test_a_bad_study_file_is_one_line_and_exit_2(tmp_path, capsys, text, message
     assert message in error and error.count("\n") == 1
 
 
-@pytest.mark.parametrize(
-    ("well_formed", "collapsed"),
-    [([0.2, 0.8, 0.5], False), ([0.2, 0.8, 0.39], True), ([0.0, 0.0, 0.0], False), ([], False)],
-)
-def test_a_run_collapsed_when_its_well_formed_share_ends_below_half_its_best(well_formed, collapsed):
-    from toolexpander.study.compare import stability
-
-    curve = [
-        {"step": 8 * i, "zero_shot": [0.1, 0.3, 0.2][i], "zero_shot_well_formed": w}
+def dev_curve(well_formed: list[float], first_step: int = 0) -> list[dict]:
+    return [
+        {"step": first_step + 8 * i, "zero_shot": [0.1, 0.3, 0.2][i], "zero_shot_well_formed": w}
         for i, w in enumerate(well_formed)
     ]
+
+
+@pytest.mark.parametrize(
+    ("start", "well_formed", "expected"),
+    [
+        (None, [0.2, 0.8, 0.5], False),
+        (None, [0.2, 0.8, 0.39], True),
+        (None, [0.0, 0.0, 0.0], False),
+        (None, [], False),
+        # One point at the end of training: only the start model's share shows the fall.
+        (None, [0.0], False),
+        (0.84, [0.0], True),
+        (0.84, [0.5], False),
+        (0.84, [], False),
+    ],
+)
+def test_a_run_collapsed_when_its_well_formed_share_ends_below_half_its_best_start_included(
+    start, well_formed, expected
+):
+    from toolexpander.study.report import collapsed
+
+    start_point = None if start is None else {"step": 0, "zero_shot": 0.0, "zero_shot_well_formed": start}
+    assert collapsed(dev_curve(well_formed, first_step=16), start_point) is expected
+
+
+@pytest.mark.parametrize("well_formed", [[0.2, 0.8, 0.5], []])
+def test_stability_summarises_the_logged_steps(well_formed):
+    from toolexpander.study.compare import stability
+
     rows = [
         {"loss": 1.0, "reward": 0.5, "frac_reward_zero_std": 0.25},
         {"loss": 3.0, "reward": 0.5, "grad_norm": 2.0},
     ]
-    result = stability(rows, curve)
-    assert result["collapsed"] is collapsed
+    result = stability(rows, dev_curve(well_formed))
     assert (
         result["loss"] == [2.0, 1.0] and result["reward"] == [0.5, 0.0] and result["grad_norm"] == [2.0, 0.0]
     )
@@ -261,12 +283,14 @@ def test_the_visit_tally_counts_groups_solved_groups_and_correct_rollouts_per_vi
     assert visit_tally([]) == []
 
 
-def fake_run(verdicts: list[tuple[str, bool]]) -> dict:
-    """An arm.json of one seed with one split ``t`` (``verdicts``: (tool, right) per item)."""
+def fake_run(verdicts: list[tuple[str, bool]], well_formed: float = 0.9) -> dict:
+    """An arm.json of one seed with one split ``t`` (``verdicts``: (tool, right) per item) and one
+    held-out point (``well_formed``: its share of well-formed replies)."""
     rows = [[f"id{i}", tool, valid] for i, (tool, valid) in enumerate(verdicts)]
     accuracy = sum(v for _, v in verdicts) / len(verdicts)
     return {
         "splits": {"t": {"accuracy": accuracy, "breakdown": {}, "verdicts": rows}},
+        "curve": [{"step": 16, "zero_shot": accuracy, "zero_shot_well_formed": well_formed}],
         "stability": {},
         "train_seconds": 1.0,
         "eval_seconds": 1.0,
@@ -303,6 +327,36 @@ def test_the_summary_pools_seeds_and_pairs_each_arm_with_the_reference():
     assert (
         0.0 <= carry["vs_reference"]["t"]["interval"][0] <= 0.5 <= carry["vs_reference"]["t"]["interval"][1]
     )
+
+
+def test_the_summary_checks_collapse_against_the_model_each_arm_started_from():
+    from toolexpander.study.compare import StudyConfig
+    from toolexpander.study.report import summarise
+
+    arms = ["sft", "base", "sdft", "carry_over", "sft_then_carry_over"]
+    study = StudyConfig(arms=arms, seeds=[1, 2], splits=["t"])
+    # Held-out well-formed shares per seed: base's start 0.8 on both seeds, sft ends at 0.9 / 0.5.
+    shares = {
+        "sft": (0.9, 0.5),
+        "base": (0.8, 0.8),
+        "sdft": (0.0, 0.5),
+        "carry_over": (0.39, 0.41),
+        "sft_then_carry_over": (0.3, 0.3),
+    }
+    runs = {arm: {seed: fake_run([("a", True)], shares[arm][i]) for i, seed in enumerate((1, 2))} for arm in arms}
+    results = summarise(study, study.arm_specs(), runs)
+    verdicts = {arm: [results["arms"][arm]["stability"][seed]["collapsed"] for seed in (1, 2)] for arm in arms}
+    assert verdicts == {
+        "sft": [False, False],
+        "base": [False, False],
+        "sdft": [True, False],
+        "carry_over": [True, False],
+        "sft_then_carry_over": [True, False],  # from sft's 0.9, then from its 0.5
+    }
+    # Without a base run the arms trained from the base model are judged on their own points only.
+    no_base = StudyConfig(arms=["sft", "sdft"], seeds=[1, 2], splits=["t"])
+    alone = summarise(no_base, no_base.arm_specs(), {arm: runs[arm] for arm in ("sft", "sdft")})
+    assert [alone["arms"]["sdft"]["stability"][seed]["collapsed"] for seed in (1, 2)] == [False, False]
 
 
 def test_compare_runs_arms_by_seeds_resumes_and_keeps_every_prediction(tiny_model_dir, tmp_path, monkeypatch):

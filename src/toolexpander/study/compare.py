@@ -213,8 +213,8 @@ def study_splits(study: StudyConfig, seed: int, data) -> dict[str, list[dict]]:
 def stability(log_rows: list[dict], curve: list[dict]) -> dict:
     """Stability of one run (SPEC §9, what the paper leaves open): per-step loss, gradient norm
     and reward (mean and spread over steps), the share of zero-advantage groups, convergence (the
-    step where the held-out zero-shot accuracy peaked) and a collapse check: the held-out share of
-    well-formed replies ending below half its best."""
+    step where the held-out zero-shot accuracy peaked). The collapse check needs the start model's
+    point too, which another run holds: the report makes it (`toolexpander.study.report.collapsed`)."""
 
     def series(key: str) -> list[float]:
         return [row[key] for row in log_rows if isinstance(row.get(key), (int, float))]
@@ -225,7 +225,6 @@ def stability(log_rows: list[dict], curve: list[dict]) -> dict:
         mean = sum(values) / len(values)
         return [mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5]
 
-    well_formed = [point["zero_shot_well_formed"] for point in curve if "zero_shot_well_formed" in point]
     best_point = max(curve, key=lambda point: point["zero_shot"], default=None)
     zero_std = series("frac_reward_zero_std")
     return {
@@ -235,7 +234,6 @@ def stability(log_rows: list[dict], curve: list[dict]) -> dict:
         "reward": mean_std(series("reward")),
         "zero_advantage_groups": sum(zero_std) / len(zero_std) if zero_std else None,
         "best_dev_step": best_point["step"] if best_point else None,
-        "collapsed": bool(well_formed) and well_formed[-1] < max(well_formed) / 2,
     }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolexpander.files import dumps_json, write_file
+from toolexpander.study.arms import ARMS
 from toolexpander.study.breakdown import cluster_interval, paired_difference, visit_tally
 
 BREAKDOWN_KEYS = ("well_formed", "right_tool", "right_arguments_given_right_tool", "no_call_accuracy")
@@ -24,6 +25,26 @@ BREAKDOWN_KEYS = ("well_formed", "right_tool", "right_arguments_given_right_tool
 def _verdicts(run: dict, split: str, seed: int) -> tuple[list[bool], list[str]]:
     rows = run["splits"][split]["verdicts"]
     return [valid for _, _, valid in rows], [f"{seed}/{tool}" for _, tool, _ in rows]
+
+
+def collapsed(curve: list[dict], start: dict | None) -> bool:
+    """The collapse check: the held-out share of well-formed zero-shot replies ends below half its
+    best, the model the run started from (``start``, a curve point; None where unknown) included,
+    so a run that breaks the format before its first held-out point counts too."""
+    points = ([start] if start else []) + curve
+    well_formed = [point["zero_shot_well_formed"] for point in points if "zero_shot_well_formed" in point]
+    return bool(well_formed) and well_formed[-1] < max(well_formed) / 2
+
+
+def _start_point(spec, specs, runs: dict, seed: int) -> dict | None:
+    """The held-out point of the model ``spec`` trains from: the `sft` run's last for the sft_then_*
+    arms, the study's base run's step 0 for the others; None where the study has no such run."""
+    if ARMS[spec.arm].kind == "sft_then_rl":
+        source, index = "sft", -1
+    else:
+        source, index = next((s.name for s in specs if ARMS[s.arm].kind == "base"), None), 0
+    curve = runs[source][seed]["curve"] if source in runs else []
+    return curve[index] if curve else None
 
 
 def summarise(study, specs, runs: dict[str, dict[int, dict]]) -> dict:
@@ -55,7 +76,11 @@ def summarise(study, specs, runs: dict[str, dict[int, dict]]) -> dict:
                 seed: {split: arm_runs[seed]["splits"][split]["breakdown"] for split in splits}
                 for seed in seeds
             },
-            "stability": {seed: arm_runs[seed]["stability"] for seed in seeds},
+            "stability": {
+                seed: arm_runs[seed]["stability"]
+                | {"collapsed": collapsed(arm_runs[seed]["curve"], _start_point(spec, specs, runs, seed))}
+                for seed in seeds
+            },
             "train_seconds": {seed: arm_runs[seed]["train_seconds"] for seed in seeds},
             "eval_seconds": {seed: arm_runs[seed]["eval_seconds"] for seed in seeds},
             "num_tokens": {seed: arm_runs[seed]["num_tokens"] for seed in seeds},
@@ -210,6 +235,11 @@ def markdown(results: dict) -> str:
         lines.append("")
     lines += [
         "## Stability (per seed: mean ± std over steps)",
+        "",
+        (
+            "Collapsed: the held-out share of well-formed zero-shot replies ends below half its best, the start "
+            "model's counted (the base run's step 0; `sft`'s last point for the sft_then_* arms)."
+        ),
         "",
         "| arm | seed | loss | grad norm | reward | zero-advantage groups | best dev step | collapsed | train s |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|",
