@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 KINDS = ("base", "sft", "rl", "sdft", "sft_then_rl")
+# The study arm whose trained model the sft_then_* arms start from (a study must name its SFT arm so).
+SFT_START = "sft"
 
 
 @dataclass(frozen=True)

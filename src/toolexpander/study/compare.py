@@ -36,7 +36,7 @@ from pathlib import Path
 from toolexpander.errors import UserError, yaml_error
 from toolexpander.files import dumps_json, read_jsonl, write_file
 from toolexpander.models import SMOLLM2_HUB_ID
-from toolexpander.study.arms import ARMS
+from toolexpander.study.arms import ARMS, SFT_START
 from toolexpander.tasks.bfcl import NON_LIVE_AST
 
 
@@ -107,7 +107,7 @@ class StudyConfig:
     def run_order(self) -> list[ArmSpec]:
         """The arms in the order they train: ``sft`` first (the sft_then_* arms start from its
         model), then as the study lists them."""
-        return sorted(self.arm_specs(), key=lambda spec: spec.name != "sft")
+        return sorted(self.arm_specs(), key=lambda spec: spec.name != SFT_START)
 
     def arm_specs(self) -> list[ArmSpec]:
         specs = []
@@ -124,7 +124,7 @@ class StudyConfig:
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
             raise UserError(f"arm names must differ: {names}")
-        if any(spec.kind == "sft_then_rl" for spec in specs) and "sft" not in names:
+        if any(spec.kind == "sft_then_rl" for spec in specs) and SFT_START not in names:
             raise UserError("an sft_then_* arm starts from the study's `sft` arm: add `sft` to the arms")
         return specs
 
@@ -252,9 +252,9 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
     preset = study.budget()
     arm_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    start = str(seed_dir / "sft" / "model") if spec.kind == "sft_then_rl" else study.model
+    start = str(seed_dir / SFT_START / "model") if spec.kind == "sft_then_rl" else study.model
     model, tokenizer, prompt_spec, curve = train_arm(
-        spec.arm, start, data, preset, arm_dir, seed, spec.overrides, save_model=spec.name == "sft"
+        spec.arm, start, data, preset, arm_dir, seed, spec.overrides, save_model=spec.name == SFT_START
     )
     train_seconds = time.time() - started
     started = time.time()
@@ -385,7 +385,7 @@ def run_parallel(study: StudyConfig, config_path: str, jobs: int) -> dict:
             if seed in sft_failed:
                 failed.append(f"seed {seed} {spec.name} (its sft failed)")
                 return
-        arms = ["sft", spec.name] if spec.kind == "sft_then_rl" else [spec.name]
+        arms = [SFT_START, spec.name] if spec.kind == "sft_then_rl" else [spec.name]
         command = [
             sys.executable,
             "-m",
@@ -402,7 +402,7 @@ def run_parallel(study: StudyConfig, config_path: str, jobs: int) -> dict:
         with open(log, "w", encoding="utf-8") as stream:
             code = subprocess.run(command, check=False, stdout=stream, stderr=subprocess.STDOUT).returncode
         (finished if code == 0 else failed).append(f"seed {seed} {spec.name}")
-        if spec.name == "sft":
+        if spec.name == SFT_START:
             if code != 0:
                 sft_failed.add(seed)
             sft_done[seed].set()

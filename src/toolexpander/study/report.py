@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolexpander.files import dumps_json, write_file
-from toolexpander.study.arms import ARMS
+from toolexpander.study.arms import SFT_START
 from toolexpander.study.breakdown import cluster_interval, paired_difference, visit_tally
 
 BREAKDOWN_KEYS = ("well_formed", "right_tool", "right_arguments_given_right_tool", "no_call_accuracy")
@@ -39,10 +39,10 @@ def collapsed(curve: list[dict], start: dict | None) -> bool:
 def _start_point(spec, specs, runs: dict, seed: int) -> dict | None:
     """The held-out point of the model ``spec`` trains from: the `sft` run's last for the sft_then_*
     arms, the study's base run's step 0 for the others; None where the study has no such run."""
-    if ARMS[spec.arm].kind == "sft_then_rl":
-        source, index = "sft", -1
+    if spec.kind == "sft_then_rl":
+        source, index = SFT_START, -1
     else:
-        source, index = next((s.name for s in specs if ARMS[s.arm].kind == "base"), None), 0
+        source, index = next((s.name for s in specs if s.kind == "base"), None), 0
     curve = runs[source][seed]["curve"] if source in runs else []
     return curve[index] if curve else None
 
