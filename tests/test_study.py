@@ -19,6 +19,7 @@ from toolexpander.study.breakdown import (
     cluster_interval,
     leaked_ids,
     paired_difference,
+    resampling_cluster,
     visit_tally,
 )
 
@@ -27,8 +28,8 @@ B = {"name": "b", "arguments": {"q": "z"}}
 REPO = Path(__file__).resolve().parents[1]
 
 
-def record(id_, answer):
-    return {"id": id_, "answer": answer}
+def record(id_, answer, offered=("a", "b")):
+    return {"id": id_, "answer": answer, "tools": [{"name": name} for name in offered]}
 
 
 def item(calls, valid, error_type=None):
@@ -64,6 +65,32 @@ def test_breakdown_separates_format_tool_and_arguments():
         "b": {"n": 2, "accuracy": 0.0},
     }
     assert (result["leaked"], result["accuracy_without_leaked"]) == (1, 1 / 5)
+
+
+@pytest.mark.parametrize(
+    ("answer", "offered", "cluster"),
+    [
+        ([A], ("a", "b"), "a"),
+        ([B, A, A], ("a", "b"), "a+b"),
+        ([], ("b", "a"), f"{NO_CALL} a+b"),
+        ([], ("c",), f"{NO_CALL} c"),
+        ([], (), f"{NO_CALL} "),
+    ],
+)
+def test_an_item_that_calls_nothing_is_resampled_with_the_items_offering_its_tools(answer, offered, cluster):
+    assert resampling_cluster(record("1", answer, offered)) == cluster
+
+
+def test_no_call_items_offering_different_tools_are_not_one_cluster():
+    # 20 items each call their own tool, wrongly; 20 call nothing, each offering its own tool, rightly.
+    # As one cluster the no-call half would be drawn all or nothing, and the interval would reach 0.
+    records = [record(f"c{i}", [{"name": f"c{i}", "arguments": {}}]) for i in range(20)]
+    records += [record(f"n{i}", [], (f"n{i}",)) for i in range(20)]
+    items = [item([B], False, "mismatch")] * 20 + [item([], True)] * 20
+    low, high = breakdown(records, items)["interval"]
+    assert 0.25 < low < 0.5 < high < 0.75
+    one_cluster = [f"c{i}" for i in range(20)] + [NO_CALL] * 20
+    assert cluster_interval([0.0] * 20 + [1.0] * 20, one_cluster)[0] == 0.0
 
 
 def test_a_test_item_is_leaked_when_a_seen_item_has_its_call_in_any_key_or_call_order():
@@ -403,6 +430,14 @@ def test_compare_runs_arms_by_seeds_resumes_and_keeps_every_prediction(tiny_mode
                 (out / f"seed{seed}" / name / "eval" / "easy_test" / "items.jsonl").read_text().splitlines()
             )
             assert len(items) == 6 and all("completion" in json.loads(line) for line in items)
+    # Each verdict keeps its item's resampling cluster (items 0-5 of seed 3's full test hold one
+    # that calls nothing: its cluster names the tools it offers).
+    from toolexpander.tasks.suite import build_suite
+
+    rows = json.loads((out / "seed3" / "sft" / "arm.json").read_text())["splits"]["full_test"]["verdicts"]
+    full = build_suite(3)["test"][:6]
+    assert [row[:2] for row in rows] == [[r["id"], resampling_cluster(r)] for r in full]
+    assert sum(row[1].startswith(f"{NO_CALL} ") for row in rows) == 1
     # The SFT -> RL arm starts from each seed's SFT model; every other arm from the base model.
     assert sorted(starts) == sorted(
         [(arm, tiny_model_dir) for arm in ("base", "sft", "sdft", "carry_over")]

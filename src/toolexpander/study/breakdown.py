@@ -1,7 +1,9 @@
 """What an arm learned, from its scored predictions: well-formed replies, the right tool, the right
 arguments given the right tool, no-call accuracy, accuracy per tool, what hard sampling posed and
 solved on each visit, and intervals that resample **tools**, not items (the suite's test items
-cluster by tool: 26 tools, 1-11 items each, so an interval over items is too narrow).
+cluster by tool: 26 tools, 1-11 items each, so an interval over items is too narrow). An item whose
+gold answer calls nothing clusters by the tools it offers: all of BFCL's 100 irrelevance items in
+one cluster would make an arm's interval swing with that one draw.
 
 Pure Python: works on the items `toolexpander.evaluation.scoring.evaluate_records` returns and the
 records they score. Importable without torch.
@@ -26,6 +28,15 @@ def gold_tool(record: dict) -> str:
     return "+".join(names) or NO_CALL
 
 
+def resampling_cluster(record: dict) -> str:
+    """The cluster an item is resampled with: its `gold_tool`, or for an item that calls nothing,
+    ``(no call)`` and the tools it offers (items offering the same tools fail or pass together)."""
+    tool = gold_tool(record)
+    if tool != NO_CALL:
+        return tool
+    return f"{NO_CALL} " + "+".join(sorted(t["name"] for t in record["tools"]))
+
+
 def answer_key(calls: Sequence[dict]) -> tuple | None:
     """A hashable form of a call list under Tool-N1's comparison (order of calls and keys ignored)."""
     counts = call_multiset(calls)
@@ -41,7 +52,8 @@ def leaked_ids(records: Sequence[dict], seen: Sequence[dict]) -> set[str]:
 
 def item_facts(record: dict, item: dict) -> dict:
     """Per item: ``well_formed`` (a call list was read, in the required format), ``right_tool`` (the
-    called names equal the gold ones, as a multiset), ``valid``, and the item's ``tool`` cluster."""
+    called names equal the gold ones, as a multiset), ``valid``, the item's ``tool`` (`gold_tool`)
+    and its resampling ``cluster``."""
     well_formed = (
         item["calls"] is not None
         and item["error_type"] != MISSING
@@ -51,6 +63,7 @@ def item_facts(record: dict, item: dict) -> dict:
     right_tool = well_formed and names == sorted(call["name"] for call in record["answer"])
     return {
         "tool": gold_tool(record),
+        "cluster": resampling_cluster(record),
         "well_formed": well_formed,
         "right_tool": right_tool,
         "valid": bool(item["valid"]),
@@ -90,7 +103,6 @@ def breakdown(records: Sequence[dict], items: Sequence[dict], leaked: Collection
     shares above, accuracy per tool, and accuracy without the ``leaked`` ids (`leaked_ids`)."""
     facts = [item_facts(record, item) for record, item in zip(records, items, strict=True)]
     valid = [f["valid"] for f in facts]
-    tools = [f["tool"] for f in facts]
     per_tool: dict[str, list[bool]] = {}
     for fact in facts:
         per_tool.setdefault(fact["tool"], []).append(fact["valid"])
@@ -98,7 +110,7 @@ def breakdown(records: Sequence[dict], items: Sequence[dict], leaked: Collection
     return {
         "n": len(facts),
         "accuracy": _share(valid),
-        "interval": cluster_interval([float(v) for v in valid], tools),
+        "interval": cluster_interval([float(v) for v in valid], [f["cluster"] for f in facts]),
         "tools": len(per_tool),
         "well_formed": _share([f["well_formed"] for f in facts]),
         "right_tool": _share([f["right_tool"] for f in facts]),

@@ -243,7 +243,7 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
     from toolexpander.demo.run import accuracy, evaluate_splits, train_arm
     from toolexpander.evaluation.runner import write_outputs
     from toolexpander.evaluation.scoring import summarize
-    from toolexpander.study.breakdown import breakdown, gold_tool, leaked_ids
+    from toolexpander.study.breakdown import breakdown, leaked_ids, resampling_cluster
 
     arm_dir = seed_dir / spec.name
     done = arm_dir / "arm.json"
@@ -271,7 +271,7 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
             "accuracy": accuracy(items),
             "breakdown": breakdown(records, items, leaked),
             "verdicts": [
-                [item["id"], gold_tool(record), bool(item["valid"])] for item, record in zip(items, records)
+                [item["id"], resampling_cluster(record), bool(item["valid"])] for item, record in zip(items, records)
             ],
         }
         if split == "bfcl_non_live":  # and the leaderboard's aggregate, where its categories all ran

@@ -8,7 +8,8 @@
                     "breakdown": {SEED: {SPLIT: ...}}, "stability": {SEED: ...}, "train_seconds": {SEED: s},
                     "hard_sampling": `toolexpander.study.breakdown.visit_tally` of all seeds' ledgers, ...}}}
 
-Pooled figures put every seed's items together; their 95 % intervals resample (seed, tool) pairs.
+Pooled figures put every seed's items together; their 95 % intervals resample (seed, tool) pairs
+(an item that calls nothing: (seed, tools offered), `breakdown.resampling_cluster`).
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def markdown(results: dict) -> str:
         "",
         (
             f"Model: {results['model']}. Zero-shot greedy accuracy (%) over items, all seeds' items pooled, "
-            "95 % interval resampling (seed, tool) pairs."
+            "95 % interval resampling (seed, tool) pairs (an item that should call nothing: "
+            "(seed, tools it offers))."
         ),
         "",
         "| arm | " + " | ".join(f"{split} (n={n[split]})" for split in splits) + " |",
