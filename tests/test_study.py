@@ -310,13 +310,13 @@ def test_the_visit_tally_counts_groups_solved_groups_and_correct_rollouts_per_vi
     assert visit_tally([]) == []
 
 
-def fake_run(verdicts: list[tuple[str, bool]], well_formed: float = 0.9) -> dict:
-    """An arm.json of one seed with one split ``t`` (``verdicts``: (tool, right) per item) and one
+def fake_run(verdicts: list[tuple[str, bool]], well_formed: float = 0.9, split: str = "t") -> dict:
+    """An arm.json of one seed with one split (``verdicts``: (tool, right) per item) and one
     held-out point (``well_formed``: its share of well-formed replies)."""
     rows = [[f"id{i}", tool, valid] for i, (tool, valid) in enumerate(verdicts)]
     accuracy = sum(v for _, v in verdicts) / len(verdicts)
     return {
-        "splits": {"t": {"accuracy": accuracy, "breakdown": {}, "verdicts": rows}},
+        "splits": {split: {"accuracy": accuracy, "breakdown": {}, "verdicts": rows}},
         "curve": [{"step": 16, "zero_shot": accuracy, "zero_shot_well_formed": well_formed}],
         "stability": {},
         "train_seconds": 1.0,
@@ -354,6 +354,30 @@ def test_the_summary_pools_seeds_and_pairs_each_arm_with_the_reference():
     assert (
         0.0 <= carry["vs_reference"]["t"]["interval"][0] <= 0.5 <= carry["vs_reference"]["t"]["interval"][1]
     )
+
+
+def test_bfcl_pools_seeds_by_tool_because_its_items_are_the_same_on_every_seed():
+    from toolexpander.study.compare import StudyConfig
+    from toolexpander.study.report import summarise
+
+    # Ten tools; each seed's run is right on tools 0-4 and wrong on 5-9. Per (seed, tool) there would
+    # be 30 clusters for what are ten items, and the interval would be narrower than the ten allow.
+    verdicts = [(f"tool{i}", i < 5) for i in range(10)]
+    categories = {"simple_python": {"correct": 5, "n": 10}}
+    for split, clusters in (("bfcl_non_live", [f"tool{i}" for i in range(10)] * 3), ("t", None)):
+        study = StudyConfig(arms=["sft"], seeds=[1, 2, 3], splits=[split])
+        runs = {"sft": {seed: fake_run(verdicts, split=split) for seed in (1, 2, 3)}}
+        for run in runs["sft"].values():
+            run["splits"][split] |= {"categories": categories, "leaderboard_non_live": None}
+        pooled = summarise(study, study.arm_specs(), runs)["arms"]["sft"]["pooled"][split]
+        if clusters is None:
+            clusters = [f"{seed}/tool{i}" for seed in (1, 2, 3) for i in range(10)]
+        assert pooled["interval"] == cluster_interval([float(v) for _, v in verdicts] * 3, clusters)
+    by_tool = cluster_interval([float(v) for _, v in verdicts] * 3, [f"tool{i}" for i in range(10)] * 3)
+    by_seed_and_tool = cluster_interval(
+        [float(v) for _, v in verdicts] * 3, [f"{s}/tool{i}" for s in (1, 2, 3) for i in range(10)]
+    )
+    assert by_tool[1] - by_tool[0] > by_seed_and_tool[1] - by_seed_and_tool[0]
 
 
 def test_the_summary_checks_collapse_against_the_model_each_arm_started_from():

@@ -9,7 +9,8 @@
                     "hard_sampling": `toolexpander.study.breakdown.visit_tally` of all seeds' ledgers, ...}}}
 
 Pooled figures put every seed's items together; their 95 % intervals resample (seed, tool) pairs
-(an item that calls nothing: (seed, tools offered), `breakdown.resampling_cluster`).
+(an item that calls nothing: (seed, tools offered), `breakdown.resampling_cluster`), or tools alone
+for BFCL, whose items are the same on every seed.
 """
 
 from __future__ import annotations
@@ -23,9 +24,15 @@ from toolexpander.study.breakdown import cluster_interval, paired_difference, vi
 BREAKDOWN_KEYS = ("well_formed", "right_tool", "right_arguments_given_right_tool", "no_call_accuracy")
 
 
+# Splits whose items are the same on every suite seed (`compare.study_splits`): only the training
+# items change, so the seeds' replies to one item are not independent draws and pool by tool alone.
+SAME_ITEMS_ON_EVERY_SEED = ("bfcl_non_live",)
+
+
 def _verdicts(run: dict, split: str, seed: int) -> tuple[list[bool], list[str]]:
     rows = run["splits"][split]["verdicts"]
-    return [valid for _, _, valid in rows], [f"{seed}/{tool}" for _, tool, _ in rows]
+    prefix = "" if split in SAME_ITEMS_ON_EVERY_SEED else f"{seed}/"
+    return [valid for _, _, valid in rows], [prefix + tool for _, tool, _ in rows]
 
 
 def collapsed(curve: list[dict], start: dict | None) -> bool:
@@ -149,7 +156,7 @@ def markdown(results: dict) -> str:
         (
             f"Model: {results['model']}. Zero-shot greedy accuracy (%) over items, all seeds' items pooled, "
             "95 % interval resampling (seed, tool) pairs (an item that should call nothing: "
-            "(seed, tools it offers))."
+            "(seed, tools it offers); BFCL, whose items are the same on every seed: tools alone)."
         ),
         "",
         "| arm | " + " | ".join(f"{split} (n={n[split]})" for split in splits) + " |",
