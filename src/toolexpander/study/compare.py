@@ -271,7 +271,8 @@ def run_arm(spec: ArmSpec, study: StudyConfig, seed: int, data, splits: dict, se
             "accuracy": accuracy(items),
             "breakdown": breakdown(records, items, leaked),
             "verdicts": [
-                [item["id"], resampling_cluster(record), bool(item["valid"])] for item, record in zip(items, records)
+                [item["id"], resampling_cluster(record), bool(item["valid"])]
+                for item, record in zip(items, records)
             ],
         }
         if split == "bfcl_non_live":  # and the leaderboard's aggregate, where its categories all ran
