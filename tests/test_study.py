@@ -356,6 +356,25 @@ def test_the_summary_pools_seeds_and_pairs_each_arm_with_the_reference():
     )
 
 
+def test_the_summary_counts_the_replies_an_arm_shares_with_the_reference_word_for_word():
+    from toolexpander.study.compare import StudyConfig
+    from toolexpander.study.report import summarise
+
+    study = StudyConfig(arms=["sft", {"name": "ablation", "arm": "sft", "learning_rate": 1e-5}], seeds=[1, 2], splits=["t"])
+    runs = {name: {seed: fake_run([("a", True), ("b", False)]) for seed in (1, 2)} for name in ("sft", "ablation")}
+    for seed, replies in ((1, ["x", "y"]), (2, ["z", "w"])):
+        runs["sft"][seed]["replies"] = {"t": replies}
+    runs["ablation"][1]["replies"] = {"t": ["x", "y"]}
+    runs["ablation"][2]["replies"] = {"t": ["z", "w "]}  # one character apart: not the same reply
+    results = summarise(study, study.arm_specs(), runs)
+    assert results["arms"]["ablation"]["identical_replies"] == {"t": 3}
+    assert "identical_replies" not in results["arms"]["sft"]
+    assert results["arms"]["ablation"]["vs_reference"]["t"]["difference"] == 0.0
+    # Where a run's predictions are not on disk, nothing is counted.
+    del runs["ablation"][2]["replies"]
+    assert "identical_replies" not in summarise(study, study.arm_specs(), runs)["arms"]["ablation"]
+
+
 def test_bfcl_pools_seeds_by_tool_because_its_items_are_the_same_on_every_seed():
     from toolexpander.study.compare import StudyConfig
     from toolexpander.study.report import summarise
@@ -449,6 +468,10 @@ def test_compare_runs_arms_by_seeds_resumes_and_keeps_every_prediction(tiny_mode
             set(per_split) == {"dev", "easy_test", "full_test"} for per_split in entry["per_seed"].values()
         )
         assert ("easy_test" in entry["vs_reference"]) == (name != "sft")
+        # Counted from the saved predictions, for every arm but the reference.
+        assert (set(entry.get("identical_replies", {})) == set(entry["vs_reference"])) and all(
+            0 <= count <= 6 for count in entry.get("identical_replies", {}).values()
+        )
         for seed in (3,):
             items = (
                 (out / f"seed{seed}" / name / "eval" / "easy_test" / "items.jsonl").read_text().splitlines()
@@ -469,6 +492,10 @@ def test_compare_runs_arms_by_seeds_resumes_and_keeps_every_prediction(tiny_mode
     )
     report = (out / "results.md").read_text()
     assert all(f"| {name} |" in report for name in results["arms"])
+    assert "replies identical to the reference's |" in report
+    for name, entry in results["arms"].items():
+        if name != "sft":  # the difference table's last cell: the three splits' 6 items
+            assert f" | {sum(entry['identical_replies'].values())} of 18 |" in report
     # The hard-sampling arms' ledgers are tallied per visit; sft's run has none.
     ledger = [json.loads(row) for row in (out / "seed3" / "carry_over" / "hard_samples.jsonl").read_text().splitlines()]
     assert ledger and "hard_sampling" not in results["arms"]["sft"]

@@ -321,7 +321,8 @@ def run_study(study: StudyConfig, report: bool = True) -> dict | None:
 
 def finished_runs(study: StudyConfig) -> dict[str, dict[int, dict]]:
     """``{arm name: {seed: arm.json}}`` of the runs on disk that finished, each with its hard-sample
-    ``ledger`` (empty for an arm without hard sampling)."""
+    ``ledger`` (empty for an arm without hard sampling) and its ``replies`` per split (the saved
+    completions, in the split's order; a split whose predictions are not on disk is left out)."""
     from toolexpander.hard_sampling.policy import LEDGER_FILE
 
     out = Path(study.output_dir)
@@ -332,6 +333,11 @@ def finished_runs(study: StudyConfig) -> dict[str, dict[int, dict]]:
             if done.is_file():
                 run = runs.setdefault(spec.name, {})[seed] = json.loads(done.read_text(encoding="utf-8"))
                 run["ledger"] = read_jsonl(done.parent / LEDGER_FILE)
+                run["replies"] = {
+                    split: [item["completion"] for item in read_jsonl(path)]
+                    for split in run["splits"]
+                    if (path := done.parent / "eval" / split / "items.jsonl").is_file()
+                }
     return runs
 
 

@@ -6,7 +6,8 @@
      "arms": {ARM: {"per_seed": {SEED: {SPLIT: accuracy}}, "mean": {SPLIT: accuracy},
                     "pooled": {SPLIT: {"accuracy", "interval"}}, "vs_reference": {SPLIT: {"difference", "interval"}},
                     "breakdown": {SEED: {SPLIT: ...}}, "stability": {SEED: ...}, "train_seconds": {SEED: s},
-                    "hard_sampling": `toolexpander.study.breakdown.visit_tally` of all seeds' ledgers, ...}}}
+                    "hard_sampling": `toolexpander.study.breakdown.visit_tally` of all seeds' ledgers,
+                    "identical_replies": {SPLIT: items whose reply is the reference's, character for character}, ...}}}
 
 Pooled figures put every seed's items together; their 95 % intervals resample (seed, tool) pairs
 (an item that calls nothing: (seed, tools offered), `breakdown.resampling_cluster`), or tools alone
@@ -111,6 +112,13 @@ def summarise(study, specs, runs: dict[str, dict[int, dict]]) -> dict:
             }
             if reference is not None and spec.name != study.reference:
                 entry["vs_reference"][split] = paired_difference(valid, reference_valid, clusters)
+                if all(split in run.get("replies", {}) for run in (*arm_runs.values(), *reference.values())):
+                    # An ablation that changes nothing shows here before any interval does.
+                    entry.setdefault("identical_replies", {})[split] = sum(
+                        mine == theirs
+                        for seed in seeds
+                        for mine, theirs in zip(arm_runs[seed]["replies"][split], reference[seed]["replies"][split])
+                    )
         if "bfcl_non_live" in splits:
             entry["bfcl"] = _bfcl(arm_runs, seeds)
         ledger = [row for seed in seeds for row in arm_runs[seed].get("ledger", [])]
@@ -176,12 +184,18 @@ def markdown(results: dict) -> str:
         "| arm | " + " | ".join(splits) + " |",
         "|---|" + "---:|" * len(splits),
     ]
+    identical = any("identical_replies" in entry for entry in arms.values())
+    if identical:  # one more column: how many replies are the reference's own
+        lines[-2:] = [lines[-2] + " replies identical to the reference's |", lines[-1] + "---:|"]
     for name, entry in arms.items():
         if entry["vs_reference"]:
             cells = [
                 f"{100 * entry['vs_reference'][s]['difference']:+.1f} {_interval(entry['vs_reference'][s]['interval'])}"
                 for s in splits
             ]
+            if identical:
+                same = entry.get("identical_replies", {})
+                cells.append(f"{sum(same.values())} of {sum(n.values())}" if len(same) == len(splits) else "–")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     bfcl = {name: entry["bfcl"] for name, entry in arms.items() if "bfcl" in entry}
     if bfcl:
