@@ -356,12 +356,14 @@ def test_the_summary_pools_seeds_and_pairs_each_arm_with_the_reference():
     )
 
 
-def test_the_summary_counts_the_replies_an_arm_shares_with_the_reference_word_for_word():
+def test_the_summary_counts_the_replies_an_arm_shares_with_the_reference_character_for_character():
     from toolexpander.study.compare import StudyConfig
     from toolexpander.study.report import summarise
 
-    study = StudyConfig(arms=["sft", {"name": "ablation", "arm": "sft", "learning_rate": 1e-5}], seeds=[1, 2], splits=["t"])
-    runs = {name: {seed: fake_run([("a", True), ("b", False)]) for seed in (1, 2)} for name in ("sft", "ablation")}
+    ablation = {"name": "ablation", "arm": "sft", "learning_rate": 1e-5}
+    study = StudyConfig(arms=["sft", ablation], seeds=[1, 2], splits=["t"])
+    verdicts = [("a", True), ("b", False)]
+    runs = {name: {seed: fake_run(verdicts) for seed in (1, 2)} for name in ("sft", "ablation")}
     for seed, replies in ((1, ["x", "y"]), (2, ["z", "w"])):
         runs["sft"][seed]["replies"] = {"t": replies}
     runs["ablation"][1]["replies"] = {"t": ["x", "y"]}

@@ -7,7 +7,8 @@
                     "pooled": {SPLIT: {"accuracy", "interval"}}, "vs_reference": {SPLIT: {"difference", "interval"}},
                     "breakdown": {SEED: {SPLIT: ...}}, "stability": {SEED: ...}, "train_seconds": {SEED: s},
                     "hard_sampling": `toolexpander.study.breakdown.visit_tally` of all seeds' ledgers,
-                    "identical_replies": {SPLIT: items whose reply is the reference's, character for character}, ...}}}
+                    "identical_replies": {SPLIT: items whose reply is the reference's, to the character},
+                    ...}}}
 
 Pooled figures put every seed's items together; their 95 % intervals resample (seed, tool) pairs
 (an item that calls nothing: (seed, tools offered), `breakdown.resampling_cluster`), or tools alone
@@ -114,11 +115,11 @@ def summarise(study, specs, runs: dict[str, dict[int, dict]]) -> dict:
                 entry["vs_reference"][split] = paired_difference(valid, reference_valid, clusters)
                 if all(split in run.get("replies", {}) for run in (*arm_runs.values(), *reference.values())):
                     # An ablation that changes nothing shows here before any interval does.
-                    entry.setdefault("identical_replies", {})[split] = sum(
-                        mine == theirs
-                        for seed in seeds
-                        for mine, theirs in zip(arm_runs[seed]["replies"][split], reference[seed]["replies"][split])
-                    )
+                    same = 0
+                    for seed in seeds:
+                        mine, theirs = arm_runs[seed]["replies"][split], reference[seed]["replies"][split]
+                        same += sum(a == b for a, b in zip(mine, theirs))
+                    entry.setdefault("identical_replies", {})[split] = same
         if "bfcl_non_live" in splits:
             entry["bfcl"] = _bfcl(arm_runs, seeds)
         ledger = [row for seed in seeds for row in arm_runs[seed].get("ledger", [])]
@@ -195,7 +196,8 @@ def markdown(results: dict) -> str:
             ]
             if identical:
                 same = entry.get("identical_replies", {})
-                cells.append(f"{sum(same.values())} of {sum(n.values())}" if len(same) == len(splits) else "–")
+                counted = len(same) == len(splits)
+                cells.append(f"{sum(same.values())} of {sum(n.values())}" if counted else "–")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     bfcl = {name: entry["bfcl"] for name, entry in arms.items() if "bfcl" in entry}
     if bfcl:
