@@ -178,16 +178,16 @@ def markdown(results: dict) -> str:
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     reference = results["reference"]
+    # One more column where the predictions were on disk: how many replies are the reference's own.
+    identical = any("identical_replies" in entry for entry in arms.values())
+    columns = splits + (["replies identical to the reference's"] if identical else [])
     lines += [
         "",
         f"## Difference from `{reference}` (percentage points, paired, same tool resampling)",
         "",
-        "| arm | " + " | ".join(splits) + " |",
-        "|---|" + "---:|" * len(splits),
+        "| arm | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
     ]
-    identical = any("identical_replies" in entry for entry in arms.values())
-    if identical:  # one more column: how many replies are the reference's own
-        lines[-2:] = [lines[-2] + " replies identical to the reference's |", lines[-1] + "---:|"]
     for name, entry in arms.items():
         if entry["vs_reference"]:
             cells = [
