@@ -569,6 +569,15 @@ def test_parallel_runs_wait_for_their_sft_and_the_report_leaves_out_unfinished_a
     results = json.loads((out / "results.json").read_text())
     assert list(results["arms"]) == ["sft", "sft_then_carry_over"] and results["unfinished_arms"] == ["base"]
     assert not (out / "seed3" / "base" / "arm.json").exists()  # --report trains nothing
+    # --export: the finished runs without model weights; the tables, rebuilt from the copies alone.
+    shared = tmp_path / "shared"
+    assert main(["compare", "--config", str(study), "--out", str(out), "--export", str(shared)]) == 0
+    assert json.loads((shared / "results.json").read_text())["arms"] == results["arms"]
+    assert list(out.rglob("*.safetensors")) and not list(shared.rglob("*.safetensors"))
+    assert not (shared / "seed3" / "sft" / "model").exists() and (shared / "study.json").is_file()
+    assert (shared / "seed3" / "sft" / "eval" / "dev" / "items.jsonl").is_file()
+    assert (shared / "seed3" / "sft.log").is_file() and not (shared / "seed3" / "base").exists()
+    assert main(["compare", "--config", str(study), "--out", str(out), "--export", str(out)]) == 2
 
 
 def test_sdft_rows_show_the_teacher_two_demonstrations_and_the_student_none(tiny_model_dir):

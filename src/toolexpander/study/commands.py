@@ -27,12 +27,17 @@ def register(subparsers) -> None:
         "--report", action="store_true", help="train nothing: write the tables from the runs that finished"
     )
     when.add_argument("--no-report", action="store_true", help="train and evaluate only; tables later")
+    when.add_argument(
+        "--export",
+        metavar="DIR",
+        help="train nothing: copy the finished runs without model weights, and the tables, to DIR",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args, extra: list[str]) -> int:
     from toolexpander.errors import UserError
-    from toolexpander.study.compare import load_study, run_parallel, run_study, write_report
+    from toolexpander.study.compare import export_study, load_study, run_parallel, run_study, write_report
 
     study = load_study(args.config)
     if args.out:
@@ -46,7 +51,9 @@ def run(args, extra: list[str]) -> int:
         study.seeds = [seed for seed in study.seeds if seed in args.seeds]
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.report:
+    if args.export:
+        export_study(study, args.export)
+    elif args.report:
         write_report(study)
     elif args.jobs > 1 and not args.no_report:
         run_parallel(study, args.config, args.jobs)

@@ -6,7 +6,8 @@ writes its own folder ``OUT/seed{S}/{ARM}/``: the training logs, ``eval/{split}/
 prediction, scored) and ``results.json``, and ``arm.json`` last. A folder with ``arm.json`` is done:
 rerunning the command resumes where it stopped. At the end ``results.json``, ``results.md`` and
 plots in ``OUT`` compare every arm with the reference arm (``sft``) on intervals that resample
-tools (`toolexpander.study.breakdown`).
+tools (`toolexpander.study.breakdown`). ``--export DIR`` copies the finished runs without their
+model weights, with those tables, to a folder small enough to commit or share.
 
 A study file (YAML)::
 
@@ -29,8 +30,9 @@ non-live AST aggregate (a mean over categories) is kept beside it.
 from __future__ import annotations
 
 import json
+import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from toolexpander.errors import UserError, yaml_error
@@ -364,6 +366,32 @@ def write_report(study: StudyConfig, wall_seconds: float | None = None) -> dict:
         + (f" (not finished on every seed, left out: {', '.join(missing)})" if missing else "")
     )
     return results
+
+
+# Model weights and trainer checkpoints: what an exported study leaves behind.
+_WEIGHTS = ("model", "checkpoint-*", "*.safetensors", "*.bin", "*.pt", "*.gguf")
+
+
+def export_study(study: StudyConfig, folder: str | Path) -> dict:
+    """Copy every finished run of ``study`` (its ``arm.json``, logs, ledger and saved predictions;
+    no model weights) and ``study.json`` into ``folder``, then write the tables there from the
+    copies, so they are checked to be enough; returns results.json. Unfinished runs stay behind."""
+    source, target = Path(study.output_dir), Path(folder)
+    if target.resolve() == source.resolve():
+        raise UserError(f"--export needs a folder other than the study's own ({source})")
+    for spec in study.arm_specs():
+        for seed in study.seeds:
+            run = source / f"seed{seed}" / spec.name
+            if not (run / "arm.json").is_file():
+                continue
+            copy = target / f"seed{seed}" / spec.name
+            shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*_WEIGHTS), dirs_exist_ok=True)
+            log = run.parent / f"{spec.name}.log"  # a parallel run's own log
+            if log.is_file():
+                shutil.copy2(log, copy.parent / log.name)
+    if (source / "study.json").is_file():
+        shutil.copy2(source / "study.json", target / "study.json")
+    return write_report(replace(study, output_dir=str(target)))
 
 
 def run_parallel(study: StudyConfig, config_path: str, jobs: int) -> dict:
