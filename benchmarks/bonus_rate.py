@@ -70,15 +70,15 @@ def main() -> None:
     prefill = spec.reply_prefill(tokenizer)
     budgets = sorted(args.budgets)
     torch.manual_seed(args.seed)
+    posed = [task for task in tasks for _ in range(args.rollouts)]
 
     for shots in args.shots:
         started = time.perf_counter()
-        posed = [task for task in tasks for _ in range(args.rollouts)]
-        prompts = [spec.render(tokenizer, task, bank.select(task, shots) if shots else ()) for task in posed]
+        rendered = [spec.render(tokenizer, task, bank.select(task, shots)) for task in tasks]
         replies = generate_completions(
             model,
             tokenizer,
-            prompts,
+            [prompt for prompt in rendered for _ in range(args.rollouts)],
             budgets[-1],
             args.batch_size,
             args.temperature,
